@@ -1,0 +1,138 @@
+/** Weight precision a request may ask for (`binary` = fastest gated variant, packed binary output). */
+export type QuantizationChoice = "none" | "int8" | "int4" | "binary";
+
+/** Output encodings of an embedding (DESIGN section 7). */
+export type EmbeddingType = "float" | "int8" | "uint8" | "binary" | "ubinary";
+
+/** What to do with an input longer than the model's window. */
+export type TruncateMode = "end" | "start" | "none";
+
+/** Hardware tiers and the seed's aliases for them. */
+export type HardwareProfileName =
+  | "auto" | "minimal" | "low" | "medium" | "high" | "extreme" | "desktop" | "server" | "h100";
+
+/** The seed's per-request engine options; an absent field is unset (not false). */
+export interface EngineConfig {
+  quantization?: QuantizationChoice;
+  useFp16?: boolean;
+  batchSize?: number;
+  binaryQuantization?: boolean;
+  hardwareProfile?: HardwareProfileName;
+}
+
+/**
+ * One embedding request as every transport hands it to the pipeline. Transport
+ * adapters fill defaults they know (empty model = "", normalize = true,
+ * truncate = "end", embeddingTypes = ["float"]); the pipeline validates.
+ */
+export interface EmbedRequest {
+  requestId: string;
+  texts: string[];
+  /** 0 = the model's native size. */
+  dimensions: number;
+  /** Preset, model id, alias or `provider:model`; "" = the `efficient` preset. */
+  model: string;
+  config: EngineConfig;
+  instruction?: string;
+  promptName?: string;
+  truncate: TruncateMode;
+  normalize: boolean;
+  embeddingTypes: EmbeddingType[];
+  allowCrossModelFallback: boolean;
+  user?: string;
+}
+
+/** One embedding in the encodings the request asked for. */
+export interface EncodedEmbedding {
+  float?: Float32Array;
+  int8?: Int8Array;
+  uint8?: Uint8Array;
+  binary?: Int8Array;
+  ubinary?: Uint8Array;
+}
+
+/** What actually ran for a request. */
+export interface RunInfo {
+  modelId: string;
+  name: string;
+  dimensions: number;
+  qualityScore: number;
+  sizeMb: number;
+  precision: string;
+  executionProvider: string;
+  provider: string;
+}
+
+/** Stage timings of one request, in milliseconds. */
+export interface StageTimings {
+  totalMs: number;
+  tokenizationMs: number;
+  queueMs: number;
+  inferenceMs: number;
+}
+
+/** The pipeline's answer: one embedding per input, in input order. */
+export interface EmbedResult {
+  embeddings: EncodedEmbedding[];
+  run: RunInfo;
+  timings: StageTimings;
+  promptTokens: number;
+  /** Indices of inputs that were cut to the model's window. */
+  truncatedInputs: number[];
+  hardwareProfile: HardwareProfileName;
+  /** How `dimensions` was honoured: native, matryoshka, reduce, pad. */
+  dimensionsPolicy: string;
+}
+
+/** Health states of DESIGN section 4. */
+export type HealthState = "healthy" | "degraded" | "unhealthy";
+
+/** A model as ListModels shows it. */
+export interface ModelDescription {
+  id: string;
+  name: string;
+  dimensions: number;
+  qualityScore: number;
+  sizeMb: number;
+  license: string;
+  status: "available" | "downloading" | "ready" | "loaded" | "failed";
+  statusReason: string;
+  maxTokens: number;
+  matryoshkaDimensions: number[];
+  precisions: string[];
+  hardwareProfiles: HardwareProfileName[];
+  pooling: string;
+  aliases: string[];
+  source: string;
+}
+
+/** The service health report. */
+export interface HealthReport {
+  state: HealthState;
+  checks: {
+    modelsAvailable: boolean;
+    gpuAccessible: boolean;
+    modelCacheHealthy: boolean;
+    workers: { ready: number; total: number; replaced: number };
+    providers: Array<{ name: string; breakerState: string; healthy: boolean }>;
+    issues: string[];
+  };
+  performance: { avgLatencyMs: number; requestsPerSecond: number };
+  cache: { enabled: boolean; entries: number; hits: number; misses: number };
+  version: string;
+  uptimeSeconds: number;
+  hardwareProfile: HardwareProfileName;
+  executionProvider: string;
+  defaultModel: string;
+}
+
+/**
+ * The pipeline as the transport layer sees it: the one seam every transport
+ * calls (the `Infer` of TEI). Implementations honour `signal`: a request whose
+ * client has gone is dropped before inference and rejects with CANCELLED.
+ */
+export interface Embedder {
+  embed(request: EmbedRequest, signal?: AbortSignal): Promise<EmbedResult>;
+  listModels(filter: { dimensions?: number; hardwareProfile?: HardwareProfileName }): Promise<ModelDescription[]>;
+  health(): HealthReport;
+}
