@@ -1,0 +1,66 @@
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { createServer } from "../api/create-server.js";
+import { createInferencePool } from "../inference/pool.js";
+import { resolveHardwareProfile } from "../inference/hardware-profile.js";
+import { BUILTIN_MODELS_DIR } from "../models/builtin.js";
+import { createModelRegistry } from "../models/registry.js";
+import type { Logger } from "../observability/logger.js";
+import { createEmbedder, type EmbedderService } from "../pipeline/create-embedder.js";
+import type { ServeConfig } from "./serve-options.js";
+
+const packageVersion = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+
+/** A wired service: server not yet listening, plus what main needs to stop it. */
+export interface Service {
+  server: ReturnType<typeof createServer>;
+  embedder: EmbedderService;
+  /** Loads the default model; health turns healthy once it resolves. */
+  start(): Promise<void>;
+  /** Closes the worker pool (call after the server stopped accepting). */
+  close(): Promise<void>;
+}
+
+/**
+ * Builds the whole service from its settings: hardware profile, worker pool,
+ * model registry (built-in models first, then `modelsDir`), the pipeline and
+ * the transport server. Nothing listens; `main` and tests call `listen`.
+ */
+export function buildService(config: ServeConfig, logger: Logger): Service {
+  const profile = resolveHardwareProfile(config.profile, { cuda: config.cuda });
+  const pool = createInferencePool({ threads: profile.workers });
+  const registry = createModelRegistry({
+    modelDirs: [BUILTIN_MODELS_DIR, resolve(config.modelsDir)],
+    defaultModelId: config.defaultModel,
+  });
+  const embedder = createEmbedder({
+    registry,
+    pool,
+    precision: profile.precision,
+    session: { intraOpThreads: profile.intraOpThreads, executionProviders: profile.executionProviders },
+    hardwareProfile: profile.name,
+    maxBatchSize: profile.maxBatchSize,
+    tokenBudget: profile.tokenBudget,
+    version: packageVersion,
+    gpuAccessible: false,
+  });
+  const tls = config.tlsCert && config.tlsKey
+    ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) }
+    : undefined;
+  const server = createServer({
+    embedder,
+    logger,
+    limits: { maxInputs: config.maxInputs, maxBodyBytes: config.maxBodyBytes },
+    tls,
+  });
+  logger.info({ profile: profile.tier, workers: profile.workers, intraOpThreads: profile.intraOpThreads }, "hardware profile");
+  return {
+    server,
+    embedder,
+    async start() {
+      await registry.start();
+      for (const failure of registry.failures()) logger.error({ model: failure.id, reason: failure.reason }, "model failed to load");
+    },
+    close: () => pool.close(),
+  };
+}

@@ -1,0 +1,45 @@
+import { Command } from "commander";
+import { createLogger } from "../observability/logger.js";
+import { buildService } from "./build-service.js";
+import { addServeOptions, readServeConfig } from "./serve-options.js";
+
+const DRAIN_TIMEOUT_MS = 10_000;
+
+const program = new Command("sutra").description("Sutra Embedder: text embeddings over gRPC, Connect, gRPC-Web and REST");
+
+addServeOptions(program.command("serve").description("start the embedding server")).action(async (_options, command: Command) => {
+  const config = readServeConfig(command);
+  const logger = createLogger(config.logLevel);
+  if (config.host !== "127.0.0.1" && config.host !== "localhost" && config.host !== "::1") {
+    logger.warn({ host: config.host }, "listening beyond loopback without authentication");
+  }
+  const service = buildService(config, logger);
+  await new Promise<void>((resolve, reject) => {
+    service.server.once("error", reject);
+    service.server.listen(config.port, config.host, resolve);
+  });
+  const address = service.server.address();
+  logger.info({ address }, "listening");
+  const ready = service.start().then(() => logger.info({ health: service.embedder.health().state }, "default model loaded"));
+
+  const shutdown = (signal: string) => {
+    logger.info({ signal }, "draining");
+    service.embedder.beginShutdown();
+    const forced = setTimeout(() => {
+      logger.error("drain timed out; exiting");
+      process.exit(1);
+    }, DRAIN_TIMEOUT_MS);
+    forced.unref();
+    service.server.close(() => {
+      void ready.finally(() => service.close()).then(() => {
+        logger.info("stopped");
+        process.exit(0);
+      });
+    });
+    if ("closeIdleConnections" in service.server) service.server.closeIdleConnections();
+  };
+  process.once("SIGTERM", () => shutdown("SIGTERM"));
+  process.once("SIGINT", () => shutdown("SIGINT"));
+});
+
+await program.parseAsync();

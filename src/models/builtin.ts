@@ -1,0 +1,10 @@
+import { fileURLToPath } from "node:url";
+
+/** Id of the embedded default model, converted from USE-Lite at install. */
+export const DEFAULT_MODEL_ID = "universal-sentence-encoder-lite";
+
+/**
+ * Folder holding the models built at install (`npm ci` runs the conversion);
+ * independent of SUTRA_MODELS_DIR, so the default model is always available.
+ */
+export const BUILTIN_MODELS_DIR = fileURLToPath(new URL("../../build/models/", import.meta.url));
