@@ -1,0 +1,205 @@
+import { EmbedderError } from "../domain/errors.js";
+
+/** One text waiting for inference. */
+export interface BatchItem {
+  /** Token ids after truncation. */
+  ids: ArrayLike<number>;
+  /** Requests mixing in one batch must share this key (same model file, output, pooling, settings). */
+  key: string;
+}
+
+/** A batch the batcher hands to the runner: items of one key, sorted by length. */
+export interface Batch<Context> {
+  key: string;
+  items: BatchItem[];
+  context: Context;
+}
+
+/** Runs one batch and returns one vector per item, in the batch's order. */
+export type BatchRunner<Context> = (batch: Batch<Context>) => Promise<Float32Array[]>;
+
+/** Limits of the batcher. */
+export interface BatcherOptions<Context> {
+  run: BatchRunner<Context>;
+  /** Batches running at once (the worker count: more only queues inside the pool). */
+  maxInFlight: number;
+  /** Most items per batch. */
+  maxBatchSize: number;
+  /** Most padded tokens per batch (items x longest item). */
+  tokenBudget: number;
+  /** Most items waiting; a request that would exceed it is refused at once with OVERLOADED. */
+  maxQueue: number;
+}
+
+/** Per-request options of a submission. */
+export interface SubmitOptions<Context> {
+  /** Most of this request's items in one batch (the seed's `config.batch_size`). */
+  batchSizeCap?: number;
+  signal?: AbortSignal;
+  /** Passed to the runner with any batch holding this request's items (first item's wins). */
+  context: Context;
+}
+
+/** The batcher: owns the queue, packs batches across requests, never loses an accepted item. */
+export interface Batcher<Context> {
+  /**
+   * Queues a request's items and resolves with their vectors in input order.
+   * Rejects at once with OVERLOADED when the queue bound would be exceeded, with
+   * CANCELLED when `signal` aborts before its items ran (they are dropped
+   * unrun), and with the runner's error for a failed batch.
+   */
+  submit(items: BatchItem[], options: SubmitOptions<Context>): Promise<Float32Array[]>;
+  /** Items waiting now. */
+  queueDepth(): number;
+  /** Resolves once nothing waits or runs (for draining). */
+  idle(): Promise<void>;
+}
+
+interface Pending<Context> {
+  item: BatchItem;
+  length: number;
+  request: RequestState<Context>;
+  slot: number;
+  order: number;
+}
+
+interface RequestState<Context> {
+  results: Float32Array[];
+  remaining: number;
+  cap: number;
+  context: Context;
+  settled: boolean;
+  resolve(vectors: Float32Array[]): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * Creates a token-budget batcher. Whenever a runner slot is free it takes the
+ * oldest waiting item and packs around it the items of the same key with the
+ * closest token lengths, up to `maxBatchSize` items and `tokenBudget` padded
+ * tokens; so batches mix requests, padding stays small, and no item starves.
+ */
+export function createBatcher<Context>(options: BatcherOptions<Context>): Batcher<Context> {
+  let queue: Pending<Context>[] = [];
+  let inFlight = 0;
+  let sequence = 0;
+  let idleWaiters: Array<() => void> = [];
+
+  const settleIdle = () => {
+    if (queue.length === 0 && inFlight === 0) {
+      for (const waiter of idleWaiters) waiter();
+      idleWaiters = [];
+    }
+  };
+
+  const takeBatch = (): Pending<Context>[] => {
+    const oldest = queue.reduce((best, entry) => (entry.order < best.order ? entry : best));
+    const candidates = queue
+      .filter((entry) => entry.item.key === oldest.item.key)
+      .sort((a, b) => a.length - b.length || a.order - b.order);
+    let low = candidates.indexOf(oldest);
+    let high = low;
+    const perRequest = new Map<RequestState<Context>, number>([[oldest.request, 1]]);
+    const distance = (entry: Pending<Context>) => Math.abs(entry.length - oldest.length);
+    const canAdd = (entry: Pending<Context>) => {
+      const size = high - low + 2;
+      return size <= options.maxBatchSize &&
+        Math.max(candidates[high].length, entry.length) * size <= options.tokenBudget &&
+        (perRequest.get(entry.request) ?? 0) < entry.request.cap;
+    };
+    for (;;) {
+      const below = candidates[low - 1];
+      const above = candidates[high + 1];
+      const next = [below, above]
+        .filter((entry): entry is Pending<Context> => entry !== undefined && canAdd(entry))
+        .sort((a, b) => distance(a) - distance(b))[0];
+      if (!next) break;
+      if (next === below) low--;
+      else high++;
+      perRequest.set(next.request, (perRequest.get(next.request) ?? 0) + 1);
+    }
+    const chosen = candidates.slice(low, high + 1);
+    const taken = new Set(chosen);
+    queue = queue.filter((entry) => !taken.has(entry));
+    return chosen;
+  };
+
+  const dispatch = () => {
+    while (inFlight < options.maxInFlight && queue.length > 0) {
+      const chosen = takeBatch();
+      inFlight++;
+      const batch: Batch<Context> = { key: chosen[0].item.key, items: chosen.map((entry) => entry.item), context: chosen[0].request.context };
+      options.run(batch).then(
+        (vectors) => {
+          chosen.forEach((entry, index) => {
+            const request = entry.request;
+            if (request.settled) return;
+            request.results[entry.slot] = vectors[index];
+            if (--request.remaining === 0) {
+              request.settled = true;
+              request.resolve(request.results);
+            }
+          });
+        },
+        (error: unknown) => {
+          for (const entry of chosen) {
+            if (entry.request.settled) continue;
+            entry.request.settled = true;
+            entry.request.reject(error);
+            queue = queue.filter((waiting) => waiting.request !== entry.request);
+          }
+        },
+      ).finally(() => {
+        inFlight--;
+        dispatch();
+        settleIdle();
+      });
+    }
+  };
+
+  return {
+    submit(items, submitOptions) {
+      if (submitOptions.signal?.aborted) return Promise.reject(new EmbedderError("CANCELLED", "the request was cancelled"));
+      if (queue.length + items.length > options.maxQueue) {
+        return Promise.reject(new EmbedderError("OVERLOADED", "the server is at capacity; retry shortly", {
+          retryAfterMs: 1000,
+          details: { queued: queue.length, limit: options.maxQueue },
+        }));
+      }
+      return new Promise<Float32Array[]>((resolve, reject) => {
+        const request: RequestState<Context> = {
+          results: new Array<Float32Array>(items.length),
+          remaining: items.length,
+          cap: Math.max(1, submitOptions.batchSizeCap ?? options.maxBatchSize),
+          context: submitOptions.context,
+          settled: false,
+          resolve,
+          reject,
+        };
+        const signal = submitOptions.signal;
+        const onAbort = () => {
+          if (request.settled) return;
+          request.settled = true;
+          queue = queue.filter((entry) => entry.request !== request);
+          reject(new EmbedderError("CANCELLED", "the request was cancelled"));
+          settleIdle();
+        };
+        signal?.addEventListener("abort", onAbort, { once: true });
+        const cleanup = () => signal?.removeEventListener("abort", onAbort);
+        request.resolve = (vectors) => { cleanup(); resolve(vectors); };
+        request.reject = (error) => { cleanup(); reject(error); };
+        items.forEach((item, slot) => queue.push({ item, length: item.ids.length, request, slot, order: sequence++ }));
+        if (items.length === 0) {
+          request.settled = true;
+          request.resolve([]);
+        }
+        dispatch();
+      });
+    },
+    queueDepth: () => queue.length,
+    idle: () => new Promise<void>((resolve) => {
+      idleWaiters.push(resolve);
+      settleIdle();
+    }),
+  };
+}

@@ -1,0 +1,119 @@
+import { describe, expect, it } from "vitest";
+import { createBatcher, type Batch } from "../../src/batching/create-batcher.js";
+import { EmbedderError } from "../../src/domain/errors.js";
+
+const item = (length: number, key = "m") => ({ ids: Array.from({ length }, (_, index) => index + length * 1000), key });
+
+/** A runner that holds every batch until released, recording what it saw. */
+function controlledRunner() {
+  const batches: Array<{ batch: Batch<string>; release: () => void; fail: (error: unknown) => void }> = [];
+  const run = (batch: Batch<string>) =>
+    new Promise<Float32Array[]>((resolve, reject) => {
+      batches.push({
+        batch,
+        release: () => resolve(batch.items.map((entry) => Float32Array.of(entry.ids.length, Number(entry.ids[0])))),
+        fail: reject,
+      });
+    });
+  return { batches, run };
+}
+
+const flush = () => new Promise((resolve) => setImmediate(resolve));
+
+describe("batcher", () => {
+  it("packs items of several requests into one batch and returns each request's vectors in input order", async () => {
+    const runner = controlledRunner();
+    const batcher = createBatcher({ run: runner.run, maxInFlight: 1, maxBatchSize: 32, tokenBudget: 10_000, maxQueue: 100 });
+    const first = batcher.submit([item(5)], { context: "a" });
+    const second = batcher.submit([item(9), item(2), item(7)], { context: "b" });
+    const third = batcher.submit([item(3)], { context: "c" });
+    await flush();
+    expect(runner.batches).toHaveLength(1);
+    runner.batches[0].release();
+    await flush();
+    expect(runner.batches).toHaveLength(2);
+    expect(runner.batches[1].batch.items.map((entry) => entry.ids.length)).toEqual([2, 3, 7, 9]);
+    runner.batches[1].release();
+    expect((await first).map((vector) => vector[0])).toEqual([5]);
+    expect((await second).map((vector) => vector[0])).toEqual([9, 2, 7]);
+    expect((await third).map((vector) => vector[0])).toEqual([3]);
+    await batcher.idle();
+  });
+
+  it("keeps padded tokens within the budget and never mixes keys", async () => {
+    const runner = controlledRunner();
+    const batcher = createBatcher({ run: runner.run, maxInFlight: 1, maxBatchSize: 32, tokenBudget: 40, maxQueue: 100 });
+    const blocker = batcher.submit([item(1, "other")], { context: "x" });
+    const lengths = [10, 10, 10, 10, 10, 20];
+    const pending = batcher.submit(lengths.map((length) => item(length)), { context: "y" });
+    const otherKey = batcher.submit([item(10, "other")], { context: "z" });
+    for (let round = 0; round < 6 && runner.batches.some((entry) => entry.batch.items.length > 0); round++) {
+      await flush();
+      for (const entry of runner.batches) entry.release();
+    }
+    await Promise.all([blocker, pending, otherKey]);
+    for (const { batch } of runner.batches) {
+      const longest = Math.max(...batch.items.map((entry) => entry.ids.length));
+      expect(longest * batch.items.length).toBeLessThanOrEqual(40);
+      expect(new Set(batch.items.map((entry) => entry.key)).size).toBe(1);
+    }
+  });
+
+  it("refuses at once with OVERLOADED when the queue bound would be exceeded", async () => {
+    const runner = controlledRunner();
+    const batcher = createBatcher({ run: runner.run, maxInFlight: 1, maxBatchSize: 1, tokenBudget: 1000, maxQueue: 3 });
+    const accepted = batcher.submit([item(1), item(1), item(1)], { context: "a" });
+    await flush();
+    expect(batcher.queueDepth()).toBe(2);
+    const refused = batcher.submit([item(1), item(1)], { context: "b" });
+    await expect(refused).rejects.toMatchObject({ reason: "OVERLOADED" });
+    for (let round = 0; round < 3; round++) {
+      runner.batches[round].release();
+      await flush();
+    }
+    await expect(accepted).resolves.toHaveLength(3);
+  });
+
+  it("drops a cancelled request's waiting items without running them", async () => {
+    const runner = controlledRunner();
+    const batcher = createBatcher({ run: runner.run, maxInFlight: 1, maxBatchSize: 1, tokenBudget: 1000, maxQueue: 100 });
+    const busy = batcher.submit([item(4)], { context: "a" });
+    const controller = new AbortController();
+    const cancelled = batcher.submit([item(6), item(8)], { context: "b", signal: controller.signal });
+    controller.abort();
+    await expect(cancelled).rejects.toBeInstanceOf(EmbedderError);
+    await expect(cancelled).rejects.toMatchObject({ reason: "CANCELLED" });
+    expect(batcher.queueDepth()).toBe(0);
+    runner.batches[0].release();
+    await busy;
+    await batcher.idle();
+    expect(runner.batches).toHaveLength(1);
+  });
+
+  it("fails the requests of a failed batch and serves the others", async () => {
+    const runner = controlledRunner();
+    const batcher = createBatcher({ run: runner.run, maxInFlight: 1, maxBatchSize: 1, tokenBudget: 1000, maxQueue: 100 });
+    const doomed = batcher.submit([item(2)], { context: "a" });
+    const fine = batcher.submit([item(3)], { context: "b" });
+    await flush();
+    runner.batches[0].fail(new EmbedderError("WORKER_FAILED", "worker died"));
+    await expect(doomed).rejects.toMatchObject({ reason: "WORKER_FAILED" });
+    await flush();
+    runner.batches[1].release();
+    await expect(fine).resolves.toHaveLength(1);
+  });
+
+  it("honours a request's batch size cap", async () => {
+    const runner = controlledRunner();
+    const batcher = createBatcher({ run: runner.run, maxInFlight: 1, maxBatchSize: 32, tokenBudget: 10_000, maxQueue: 100 });
+    const blocker = batcher.submit([item(1, "other")], { context: "x" });
+    const capped = batcher.submit([item(3), item(3), item(3), item(3), item(3)], { context: "y", batchSizeCap: 2 });
+    for (let round = 0; round < 5; round++) {
+      await flush();
+      for (const entry of runner.batches) entry.release();
+    }
+    await Promise.all([blocker, capped]);
+    const sizes = runner.batches.filter(({ batch }) => batch.key === "m").map(({ batch }) => batch.items.length);
+    expect(sizes).toEqual([2, 2, 1]);
+  });
+});
