@@ -9,18 +9,33 @@ export interface BatchItem {
 }
 
 /** A batch the batcher hands to the runner: items of one key, sorted by length. */
-export interface Batch<Context> {
+export interface Batch<Item extends BatchItem, Context> {
   key: string;
-  items: BatchItem[];
+  items: Item[];
   context: Context;
 }
 
-/** Runs one batch and returns one vector per item, in the batch's order. */
-export type BatchRunner<Context> = (batch: Batch<Context>) => Promise<Float32Array[]>;
+/** What a runner returns for a batch: one vector per item, in the batch's order. */
+export interface BatchOutput {
+  vectors: Float32Array[];
+  inferenceMs: number;
+  executionProvider: string;
+}
+
+/** A request's vectors in input order, with the inference time of the batches that held them. */
+export interface SubmitResult {
+  vectors: Float32Array[];
+  /** Sum over the distinct batches that ran this request's items. */
+  inferenceMs: number;
+  executionProvider: string;
+}
+
+/** Runs one batch. */
+export type BatchRunner<Item extends BatchItem, Context> = (batch: Batch<Item, Context>) => Promise<BatchOutput>;
 
 /** Limits of the batcher. */
-export interface BatcherOptions<Context> {
-  run: BatchRunner<Context>;
+export interface BatcherOptions<Item extends BatchItem, Context> {
+  run: BatchRunner<Item, Context>;
   /** Batches running at once (the worker count: more only queues inside the pool). */
   maxInFlight: number;
   /** Most items per batch. */
@@ -41,22 +56,22 @@ export interface SubmitOptions<Context> {
 }
 
 /** The batcher: owns the queue, packs batches across requests, never loses an accepted item. */
-export interface Batcher<Context> {
+export interface Batcher<Item extends BatchItem, Context> {
   /**
    * Queues a request's items and resolves with their vectors in input order.
    * Rejects at once with OVERLOADED when the queue bound would be exceeded, with
    * CANCELLED when `signal` aborts before its items ran (they are dropped
    * unrun), and with the runner's error for a failed batch.
    */
-  submit(items: BatchItem[], options: SubmitOptions<Context>): Promise<Float32Array[]>;
+  submit(items: Item[], options: SubmitOptions<Context>): Promise<SubmitResult>;
   /** Items waiting now. */
   queueDepth(): number;
   /** Resolves once nothing waits or runs (for draining). */
   idle(): Promise<void>;
 }
 
-interface Pending<Context> {
-  item: BatchItem;
+interface Pending<Item, Context> {
+  item: Item;
   length: number;
   request: RequestState<Context>;
   slot: number;
@@ -65,11 +80,14 @@ interface Pending<Context> {
 
 interface RequestState<Context> {
   results: Float32Array[];
+  inferenceMs: number;
+  executionProvider: string;
+  batches: Set<number>;
   remaining: number;
   cap: number;
   context: Context;
   settled: boolean;
-  resolve(vectors: Float32Array[]): void;
+  resolve(result: SubmitResult): void;
   reject(error: unknown): void;
 }
 
@@ -79,10 +97,11 @@ interface RequestState<Context> {
  * closest token lengths, up to `maxBatchSize` items and `tokenBudget` padded
  * tokens; so batches mix requests, padding stays small, and no item starves.
  */
-export function createBatcher<Context>(options: BatcherOptions<Context>): Batcher<Context> {
-  let queue: Pending<Context>[] = [];
+export function createBatcher<Item extends BatchItem, Context>(options: BatcherOptions<Item, Context>): Batcher<Item, Context> {
+  let queue: Pending<Item, Context>[] = [];
   let inFlight = 0;
   let sequence = 0;
+  let batchCount = 0;
   let idleWaiters: Array<() => void> = [];
 
   const settleIdle = () => {
@@ -92,7 +111,7 @@ export function createBatcher<Context>(options: BatcherOptions<Context>): Batche
     }
   };
 
-  const takeBatch = (): Pending<Context>[] => {
+  const takeBatch = (): Pending<Item, Context>[] => {
     const oldest = queue.reduce((best, entry) => (entry.order < best.order ? entry : best));
     const candidates = queue
       .filter((entry) => entry.item.key === oldest.item.key)
@@ -100,8 +119,8 @@ export function createBatcher<Context>(options: BatcherOptions<Context>): Batche
     let low = candidates.indexOf(oldest);
     let high = low;
     const perRequest = new Map<RequestState<Context>, number>([[oldest.request, 1]]);
-    const distance = (entry: Pending<Context>) => Math.abs(entry.length - oldest.length);
-    const canAdd = (entry: Pending<Context>) => {
+    const distance = (entry: Pending<Item, Context>) => Math.abs(entry.length - oldest.length);
+    const canAdd = (entry: Pending<Item, Context>) => {
       const size = high - low + 2;
       return size <= options.maxBatchSize &&
         Math.max(candidates[high].length, entry.length) * size <= options.tokenBudget &&
@@ -111,7 +130,7 @@ export function createBatcher<Context>(options: BatcherOptions<Context>): Batche
       const below = candidates[low - 1];
       const above = candidates[high + 1];
       const next = [below, above]
-        .filter((entry): entry is Pending<Context> => entry !== undefined && canAdd(entry))
+        .filter((entry): entry is Pending<Item, Context> => entry !== undefined && canAdd(entry))
         .sort((a, b) => distance(a) - distance(b))[0];
       if (!next) break;
       if (next === below) low--;
@@ -128,16 +147,22 @@ export function createBatcher<Context>(options: BatcherOptions<Context>): Batche
     while (inFlight < options.maxInFlight && queue.length > 0) {
       const chosen = takeBatch();
       inFlight++;
-      const batch: Batch<Context> = { key: chosen[0].item.key, items: chosen.map((entry) => entry.item), context: chosen[0].request.context };
+      const batchNumber = batchCount++;
+      const batch: Batch<Item, Context> = { key: chosen[0].item.key, items: chosen.map((entry) => entry.item), context: chosen[0].request.context };
       options.run(batch).then(
-        (vectors) => {
+        (output) => {
           chosen.forEach((entry, index) => {
             const request = entry.request;
             if (request.settled) return;
-            request.results[entry.slot] = vectors[index];
+            request.results[entry.slot] = output.vectors[index];
+            request.executionProvider = output.executionProvider;
+            if (!request.batches.has(batchNumber)) {
+              request.batches.add(batchNumber);
+              request.inferenceMs += output.inferenceMs;
+            }
             if (--request.remaining === 0) {
               request.settled = true;
-              request.resolve(request.results);
+              request.resolve({ vectors: request.results, inferenceMs: request.inferenceMs, executionProvider: request.executionProvider });
             }
           });
         },
@@ -166,9 +191,12 @@ export function createBatcher<Context>(options: BatcherOptions<Context>): Batche
           details: { queued: queue.length, limit: options.maxQueue },
         }));
       }
-      return new Promise<Float32Array[]>((resolve, reject) => {
+      return new Promise<SubmitResult>((resolve, reject) => {
         const request: RequestState<Context> = {
           results: new Array<Float32Array>(items.length),
+          inferenceMs: 0,
+          executionProvider: "",
+          batches: new Set(),
           remaining: items.length,
           cap: Math.max(1, submitOptions.batchSizeCap ?? options.maxBatchSize),
           context: submitOptions.context,
@@ -186,12 +214,12 @@ export function createBatcher<Context>(options: BatcherOptions<Context>): Batche
         };
         signal?.addEventListener("abort", onAbort, { once: true });
         const cleanup = () => signal?.removeEventListener("abort", onAbort);
-        request.resolve = (vectors) => { cleanup(); resolve(vectors); };
+        request.resolve = (result) => { cleanup(); resolve(result); };
         request.reject = (error) => { cleanup(); reject(error); };
         items.forEach((item, slot) => queue.push({ item, length: item.ids.length, request, slot, order: sequence++ }));
         if (items.length === 0) {
           request.settled = true;
-          request.resolve([]);
+          request.resolve({ vectors: [], inferenceMs: 0, executionProvider: "" });
         }
         dispatch();
       });

@@ -17,7 +17,7 @@ export interface Service {
   embedder: EmbedderService;
   /** Loads the default model; health turns healthy once it resolves. */
   start(): Promise<void>;
-  /** Closes the worker pool (call after the server stopped accepting). */
+  /** Waits for accepted texts to finish, then closes the worker pool (call after beginShutdown). */
   close(): Promise<void>;
 }
 
@@ -39,6 +39,8 @@ export function buildService(config: ServeConfig, logger: Logger): Service {
     precision: profile.precision,
     session: { intraOpThreads: profile.intraOpThreads, executionProviders: profile.executionProviders },
     hardwareProfile: profile.name,
+    workers: profile.workers,
+    maxQueue: config.maxQueue,
     maxBatchSize: profile.maxBatchSize,
     tokenBudget: profile.tokenBudget,
     version: packageVersion,
@@ -61,6 +63,9 @@ export function buildService(config: ServeConfig, logger: Logger): Service {
       await registry.start();
       for (const failure of registry.failures()) logger.error({ model: failure.id, reason: failure.reason }, "model failed to load");
     },
-    close: () => pool.close(),
+    async close() {
+      await embedder.drained();
+      await pool.close();
+    },
   };
 }

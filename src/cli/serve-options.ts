@@ -12,6 +12,7 @@ export interface ServeConfig {
   profile: HardwareProfileName;
   cuda: boolean;
   maxInputs: number;
+  maxQueue: number;
   maxBodyBytes: number;
   tlsCert?: string;
   tlsKey?: string;
@@ -40,6 +41,7 @@ export function addServeOptions(command: Command): Command {
     .addOption(new Option("--profile <name>", "hardware profile").env("SUTRA_PROFILE").default("auto").choices(PROFILES))
     .addOption(new Option("--cuda", "try the CUDA execution provider (falls back to CPU when unavailable)").env("SUTRA_CUDA").default(false))
     .addOption(new Option("--max-inputs <n>", "most texts per request").env("SUTRA_MAX_INPUTS").default(2048).argParser(integer))
+    .addOption(new Option("--max-queue <n>", "most texts waiting for inference; beyond it requests get OVERLOADED (429) at once").env("SUTRA_MAX_QUEUE").default(8192).argParser(integer))
     .addOption(new Option("--max-body-bytes <n>", "largest request body in bytes").env("SUTRA_MAX_BODY_BYTES").default(4 * 1024 * 1024).argParser(integer))
     .addOption(new Option("--tls-cert <file>", "PEM certificate; with --tls-key serves TLS with ALPN (h2, http/1.1)").env("SUTRA_TLS_CERT"))
     .addOption(new Option("--tls-key <file>", "PEM private key").env("SUTRA_TLS_KEY"))
@@ -69,6 +71,7 @@ export function readServeConfig(command: Command): ServeConfig {
     profile: options.profile as HardwareProfileName,
     cuda: options.cuda === true || options.cuda === "true" || options.cuda === "1",
     maxInputs: Number(options.maxInputs),
+    maxQueue: Number(options.maxQueue),
     maxBodyBytes: Number(options.maxBodyBytes),
     tlsCert: options.tlsCert as string | undefined,
     tlsKey: options.tlsKey as string | undefined,

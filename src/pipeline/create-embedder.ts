@@ -1,4 +1,6 @@
 import { performance } from "node:perf_hooks";
+import { setImmediate as yieldToEventLoop } from "node:timers/promises";
+import { createBatcher } from "../batching/create-batcher.js";
 import { EmbedderError } from "../domain/errors.js";
 import type {
   EmbedRequest,
@@ -10,11 +12,12 @@ import type {
 } from "../domain/types.js";
 import type { InferencePool } from "../inference/pool.js";
 import type { SessionSettings } from "../inference/task.js";
+import type { ModelManifest } from "../models/manifest.js";
 import type { ModelRegistry } from "../models/registry.js";
 import { selectVariant, type PrecisionPolicy } from "../models/select-variant.js";
 import { encodeEmbedding, normalizeInPlace } from "../postprocess/encode-embedding.js";
 import { resolveDimensions } from "../postprocess/resolve-dimensions.js";
-import { planBatches } from "./plan-batches.js";
+import type { Encoding, Tokenizer } from "../tokenize/index.js";
 import { prepareTexts } from "./prepare-texts.js";
 
 /** What the pipeline needs from the rest of the service. */
@@ -24,10 +27,14 @@ export interface EmbedderDeps {
   precision: PrecisionPolicy;
   session: SessionSettings;
   hardwareProfile: HardwareProfileName;
-  /** Most inputs per inference batch when the request does not set `config.batch_size`. */
+  /** Batches running at once (the worker count). */
+  workers: number;
+  /** Most inputs per inference batch. */
   maxBatchSize: number;
   /** Most padded tokens (rows x longest row) per inference batch. */
   tokenBudget: number;
+  /** Most texts waiting for a batch; beyond it requests get OVERLOADED at once. */
+  maxQueue: number;
   version: string;
   gpuAccessible: boolean;
 }
@@ -36,19 +43,66 @@ export interface EmbedderDeps {
 export interface EmbedderService extends Embedder {
   /** From now on new requests get SHUTTING_DOWN and health is unhealthy. */
   beginShutdown(): void;
+  /** Resolves when no accepted text waits or runs. */
+  drained(): Promise<void>;
 }
 
+interface BatchContext {
+  modelFile: string;
+  manifest: ModelManifest;
+  tokenizer: Tokenizer;
+}
+
+type QueuedText = Encoding & { key: string };
+
 const LATENCY_WINDOW = 256;
+/** Texts tokenized between yields to the event loop, so a 2,048-text request does not stall other clients. */
+const TOKENIZE_SLICE = 64;
+
+async function tokenizeAll(tokenizer: Tokenizer, texts: string[], truncate: EmbedRequest["truncate"]): Promise<Encoding[]> {
+  const encodings: Encoding[] = [];
+  for (let start = 0; start < texts.length; start += TOKENIZE_SLICE) {
+    if (start > 0) await yieldToEventLoop();
+    encodings.push(...tokenizer.encodeBatch(texts.slice(start, start + TOKENIZE_SLICE), { truncate }));
+  }
+  return encodings;
+}
 
 /**
  * Creates the one embedding pipeline every transport calls: model resolution,
- * prompts, tokenization with truncation, length-sorted batches on the worker
- * pool, then dimensions, normalisation and output encodings, in input order.
+ * prompts, tokenization with truncation, the shared batcher (batches mix
+ * requests by token budget) on the worker pool, then dimensions, normalisation
+ * and output encodings, in input order.
  */
 export function createEmbedder(deps: EmbedderDeps): EmbedderService {
   const startedAt = Date.now();
   const recent: Array<{ at: number; latencyMs: number }> = [];
   let shuttingDown = false;
+
+  const batcher = createBatcher<QueuedText, BatchContext>({
+    maxInFlight: deps.workers,
+    maxBatchSize: deps.maxBatchSize,
+    tokenBudget: deps.tokenBudget,
+    maxQueue: deps.maxQueue,
+    async run({ items, context }) {
+      const padded = context.tokenizer.pad(items);
+      const dims = [padded.batchSize, padded.sequenceLength];
+      const result = await deps.pool.run({
+        modelFile: context.modelFile,
+        inputs: {
+          input_ids: { data: padded.inputIds, dims },
+          attention_mask: { data: padded.attentionMask, dims },
+          token_type_ids: { data: new BigInt64Array(padded.inputIds.length), dims },
+          position_ids: { data: padded.positionIds, dims },
+        },
+        output: context.manifest.output,
+        pooling: context.manifest.pooling,
+        settings: deps.session,
+      });
+      const vectors = items.map((_, row) => result.embeddings.slice(row * result.dimensions, (row + 1) * result.dimensions));
+      return { vectors, inferenceMs: result.inferenceMs, executionProvider: result.executionProvider };
+    },
+  });
 
   const embed = async (request: EmbedRequest, signal?: AbortSignal): Promise<EmbedResult> => {
     if (shuttingDown) throw new EmbedderError("SHUTTING_DOWN", "the server is shutting down", { retryAfterMs: 1000 });
@@ -60,50 +114,28 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
 
     const tokenizeStarted = performance.now();
     const texts = prepareTexts(request.texts, manifest, request.promptName, request.instruction);
-    const encodings = model.tokenizer.encodeBatch(texts, { truncate: request.truncate });
+    const encodings = await tokenizeAll(model.tokenizer, texts, request.truncate);
     const tokenizationMs = performance.now() - tokenizeStarted;
     const truncatedInputs: number[] = [];
     let promptTokens = 0;
     encodings.forEach((encoding, index) => {
-      if (encoding.truncated) truncatedInputs.push(index);
       if (request.truncate === "none" && encoding.fullLength > manifest.maxTokens) {
         throw new EmbedderError("INPUT_TOO_LONG", `input ${index} has ${encoding.fullLength} tokens; the model's limit is ${manifest.maxTokens}`, {
           details: { index, tokens: encoding.fullLength, limit: manifest.maxTokens },
         });
       }
+      if (encoding.truncated) truncatedInputs.push(index);
       promptTokens += encoding.ids.length;
     });
+    signal?.throwIfAborted();
 
-    const batchSize = Math.min(request.config.batchSize ?? deps.maxBatchSize, deps.maxBatchSize);
-    const batches = planBatches(encodings.map((encoding) => encoding.ids.length), batchSize, deps.tokenBudget);
-    const vectors = new Array<Float32Array>(encodings.length);
-    let inferenceMs = 0;
-    let queueMs = 0;
-    let executionProvider = "cpu";
-    await Promise.all(batches.map(async (members) => {
-      const submitted = performance.now();
-      const padded = model.tokenizer.pad(members.map((index) => encodings[index]));
-      const dims = [padded.batchSize, padded.sequenceLength];
-      const inputs: Record<string, { data: BigInt64Array; dims: number[] }> = {
-        input_ids: { data: padded.inputIds, dims },
-        attention_mask: { data: padded.attentionMask, dims },
-        token_type_ids: { data: new BigInt64Array(padded.inputIds.length), dims },
-      };
-      if (padded.positionIds) inputs.position_ids = { data: padded.positionIds, dims };
-      const result = await deps.pool.run({
-        modelFile: `${model.dir}/${variant.file}`,
-        inputs,
-        output: manifest.output,
-        pooling: manifest.pooling,
-        settings: deps.session,
-      }, signal);
-      inferenceMs += result.inferenceMs;
-      queueMs = Math.max(queueMs, performance.now() - submitted - result.inferenceMs);
-      executionProvider = result.executionProvider;
-      members.forEach((index, row) => {
-        vectors[index] = result.embeddings.slice(row * result.dimensions, (row + 1) * result.dimensions);
-      });
-    }));
+    const modelFile = `${model.dir}/${variant.file}`;
+    const queued = performance.now();
+    const { vectors, inferenceMs, executionProvider } = await batcher.submit(
+      encodings.map((encoding) => ({ ...encoding, key: modelFile })),
+      { batchSizeCap: request.config.batchSize, signal, context: { modelFile, manifest, tokenizer: model.tokenizer } },
+    );
+    const queueMs = Math.max(0, performance.now() - queued - inferenceMs);
 
     const types: EmbeddingType[] = variant.binaryOutput && !request.embeddingTypes.includes("binary")
       ? [...request.embeddingTypes, "binary"]
@@ -180,5 +212,6 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
     beginShutdown() {
       shuttingDown = true;
     },
+    drained: () => batcher.idle(),
   };
 }

@@ -1,17 +1,21 @@
 import { describe, expect, it } from "vitest";
-import { createBatcher, type Batch } from "../../src/batching/create-batcher.js";
+import { createBatcher, type Batch, type BatchOutput } from "../../src/batching/create-batcher.js";
 import { EmbedderError } from "../../src/domain/errors.js";
 
 const item = (length: number, key = "m") => ({ ids: Array.from({ length }, (_, index) => index + length * 1000), key });
 
 /** A runner that holds every batch until released, recording what it saw. */
 function controlledRunner() {
-  const batches: Array<{ batch: Batch<string>; release: () => void; fail: (error: unknown) => void }> = [];
-  const run = (batch: Batch<string>) =>
-    new Promise<Float32Array[]>((resolve, reject) => {
+  const batches: Array<{ batch: Batch<ReturnType<typeof item>, string>; release: () => void; fail: (error: unknown) => void }> = [];
+  const run = (batch: Batch<ReturnType<typeof item>, string>) =>
+    new Promise<BatchOutput>((resolve, reject) => {
       batches.push({
         batch,
-        release: () => resolve(batch.items.map((entry) => Float32Array.of(entry.ids.length, Number(entry.ids[0])))),
+        release: () => resolve({
+          vectors: batch.items.map((entry) => Float32Array.of(entry.ids.length, Number(entry.ids[0]))),
+          inferenceMs: 1,
+          executionProvider: "cpu",
+        }),
         fail: reject,
       });
     });
@@ -34,9 +38,9 @@ describe("batcher", () => {
     expect(runner.batches).toHaveLength(2);
     expect(runner.batches[1].batch.items.map((entry) => entry.ids.length)).toEqual([2, 3, 7, 9]);
     runner.batches[1].release();
-    expect((await first).map((vector) => vector[0])).toEqual([5]);
-    expect((await second).map((vector) => vector[0])).toEqual([9, 2, 7]);
-    expect((await third).map((vector) => vector[0])).toEqual([3]);
+    expect((await first).vectors.map((vector) => vector[0])).toEqual([5]);
+    expect((await second).vectors.map((vector) => vector[0])).toEqual([9, 2, 7]);
+    expect((await third).vectors.map((vector) => vector[0])).toEqual([3]);
     await batcher.idle();
   });
 
@@ -71,7 +75,7 @@ describe("batcher", () => {
       runner.batches[round].release();
       await flush();
     }
-    await expect(accepted).resolves.toHaveLength(3);
+    expect((await accepted).vectors).toHaveLength(3);
   });
 
   it("drops a cancelled request's waiting items without running them", async () => {
@@ -100,7 +104,7 @@ describe("batcher", () => {
     await expect(doomed).rejects.toMatchObject({ reason: "WORKER_FAILED" });
     await flush();
     runner.batches[1].release();
-    await expect(fine).resolves.toHaveLength(1);
+    expect((await fine).vectors).toHaveLength(1);
   });
 
   it("honours a request's batch size cap", async () => {
