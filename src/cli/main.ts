@@ -4,6 +4,8 @@ import { buildService } from "./build-service.js";
 import { addServeOptions, readServeConfig } from "./serve-options.js";
 
 const DRAIN_TIMEOUT_MS = 10_000;
+/** After the last request finished, how long open keep-alive connections get to flush and close. */
+const CONNECTION_GRACE_MS = 500;
 
 const program = new Command("sutra").description("Sutra Embedder: text embeddings over gRPC, Connect, gRPC-Web and REST");
 
@@ -22,24 +24,23 @@ addServeOptions(program.command("serve").description("start the embedding server
   logger.info({ address }, "listening");
   const ready = service.start().then(() => logger.info({ health: service.embedder.health().state }, "default model loaded"));
 
-  const shutdown = (signal: string) => {
+  const shutdown = async (signal: string) => {
     logger.info({ signal }, "draining");
-    service.embedder.beginShutdown();
-    const forced = setTimeout(() => {
-      logger.error("drain timed out; exiting");
+    setTimeout(() => {
+      logger.error({ timeoutMs: DRAIN_TIMEOUT_MS }, "drain timed out; exiting");
       process.exit(1);
-    }, DRAIN_TIMEOUT_MS);
-    forced.unref();
-    service.server.close(() => {
-      void ready.finally(() => service.close()).then(() => {
-        logger.info("stopped");
-        process.exit(0);
-      });
-    });
+    }, DRAIN_TIMEOUT_MS).unref();
+    service.embedder.beginShutdown();
+    const closed = new Promise<void>((resolve) => service.server.close(() => resolve()));
+    await ready.catch(() => undefined);
+    await service.close();
     if ("closeIdleConnections" in service.server) service.server.closeIdleConnections();
+    await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, CONNECTION_GRACE_MS))]);
+    logger.info("stopped");
+    process.exit(0);
   };
-  process.once("SIGTERM", () => shutdown("SIGTERM"));
-  process.once("SIGINT", () => shutdown("SIGINT"));
+  process.once("SIGTERM", () => void shutdown("SIGTERM"));
+  process.once("SIGINT", () => void shutdown("SIGINT"));
 });
 
 await program.parseAsync();

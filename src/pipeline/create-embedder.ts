@@ -43,7 +43,7 @@ export interface EmbedderDeps {
 export interface EmbedderService extends Embedder {
   /** From now on new requests get SHUTTING_DOWN and health is unhealthy. */
   beginShutdown(): void;
-  /** Resolves when no accepted text waits or runs. */
+  /** Resolves when no accepted request is in the pipeline any more. */
   drained(): Promise<void>;
 }
 
@@ -104,8 +104,22 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
     },
   });
 
+  let active = 0;
+  let drainWaiters: Array<() => void> = [];
   const embed = async (request: EmbedRequest, signal?: AbortSignal): Promise<EmbedResult> => {
     if (shuttingDown) throw new EmbedderError("SHUTTING_DOWN", "the server is shutting down", { retryAfterMs: 1000 });
+    active++;
+    try {
+      return await embedAccepted(request, signal);
+    } finally {
+      if (--active === 0) {
+        for (const waiter of drainWaiters) waiter();
+        drainWaiters = [];
+      }
+    }
+  };
+
+  const embedAccepted = async (request: EmbedRequest, signal?: AbortSignal): Promise<EmbedResult> => {
     const started = performance.now();
     const { model, preset } = await deps.registry.resolve(request.model);
     const { manifest } = model;
@@ -212,6 +226,9 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
     beginShutdown() {
       shuttingDown = true;
     },
-    drained: () => batcher.idle(),
+    drained: () => new Promise<void>((resolve) => {
+      if (active === 0) resolve();
+      else drainWaiters.push(resolve);
+    }),
   };
 }
