@@ -156,8 +156,10 @@ function matrixShape(weight: TfjsWeight): [number, number] {
 }
 
 interface PackedBatch {
-  /** `[T, 2]` (batch, column) of every real token, row-major order. */
-  tokenIndex: string;
+  /** `[T]` flat slot (b * S + s) of every real token, row-major: the packed order. */
+  tokenSlot: string;
+  /** `[B, S]` packed row of every slot; padding slots point at row T, a zero row appended when densifying. */
+  slotRow: string;
   /** `[T, 1]` batch row of every real token (pooling target). */
   tokenBatch: string;
   /** `[B, 1, 1, S]` additive attention bias: 0 for real keys, the graph's large negative value for padding. */
@@ -208,24 +210,31 @@ function createUseLiteGraph(source: TfjsGraphModel): GraphBuilder {
   const sequenceLength = g.op("Shape", { inputs: [ids], attributes: { start: { int: 1 }, end: { int: 2 } } });
   const isReal = g.op("Cast", { inputs: [mask], attributes: { to: { int: DataType.BOOL } } });
 
+  const isRealInt = g.op("Cast", { inputs: [isReal], attributes: { to: { int: DataType.INT64 } } });
+  const flat = int64([-1]);
+  const one = g.constInt64([], [1]);
   const packed: PackedBatch = (() => {
-    const tokenIndex = g.op("Transpose", { inputs: [g.op("NonZero", { inputs: [isReal] })], attributes: { perm: { ints: [1, 0] } } });
-    const tokenBatch = g.op("Slice", { inputs: [tokenIndex, int64([0]), int64([1]), sequenceAxis] });
+    const tokenSlot = g.op("Reshape", { inputs: [g.op("NonZero", { inputs: [g.op("Reshape", { inputs: [isReal, flat] })] }), flat] });
+    const packedOrder = g.op("Sub", { inputs: [g.op("CumSum", { inputs: [g.op("Reshape", { inputs: [isRealInt, flat] }), g.constInt64([], [0])] }), one] });
+    const slotRow = g.op("Where", {
+      inputs: [isReal, g.op("Reshape", { inputs: [packedOrder, g.op("Shape", { inputs: [ids] })] }), g.op("Shape", { inputs: [tokenSlot] })],
+    });
+    const tokenBatch = g.op("Unsqueeze", { inputs: [g.op("Div", { inputs: [tokenSlot, sequenceLength] }), int64([1])] });
     const isPadding = g.op("Cast", { inputs: [g.op("Not", { inputs: [isReal] })], attributes: { to: { int: DataType.FLOAT } } });
     const keyBias = g.op("Unsqueeze", { inputs: [g.op("Mul", { inputs: [isPadding, scalarFloat(maskBias)] }), int64([1, 2])] });
     const realCount = g.op("ReduceSum", {
       inputs: [g.op("Cast", { inputs: [isReal], attributes: { to: { int: DataType.FLOAT } } }), sequenceAxis],
       attributes: { keepdims: { int: 1 } },
     });
-    return { tokenIndex, tokenBatch, keyBias, poolDivisor: g.op("Max", { inputs: [realCount, scalarFloat(1)] }) };
+    return { tokenSlot, slotRow, tokenBatch, keyBias, poolDivisor: g.op("Max", { inputs: [realCount, scalarFloat(1)] }) };
   })();
 
   // A token's position is its rank among the text's real tokens, so any padding layout works.
-  const ranks = g.op("Sub", {
-    inputs: [g.op("CumSum", { inputs: [g.op("Cast", { inputs: [isReal], attributes: { to: { int: DataType.INT64 } } }), g.constInt64([], [1])] }), g.constInt64([], [1])],
-  });
-  const tokenIds = g.op("GatherND", { inputs: [ids, packed.tokenIndex] });
-  const tokenPositions = g.op("GatherND", { inputs: [ranks, packed.tokenIndex] });
+  const ranks = g.op("Sub", { inputs: [g.op("CumSum", { inputs: [isRealInt, one] }), one] });
+  const gatherTokens = (dense: string) =>
+    g.op("Gather", { inputs: [g.op("Reshape", { inputs: [dense, flat] }), packed.tokenSlot], attributes: { axis: { int: 0 } } });
+  const tokenIds = gatherTokens(ids);
+  const tokenPositions = gatherTokens(ranks);
 
   const embeddingWeight = source.constantInput(`${ENCODE}embedding_lookup`, 0);
   const inverseTimescales = source.constantInput(`${STACK}Layer_0/AddTimingSignal/TimingSignal/mul_2`, 1);
@@ -236,27 +245,28 @@ function createUseLiteGraph(source: TfjsGraphModel): GraphBuilder {
   // The TF graph adds the scattered embedding to (embedding + signal): x = e + (e + t).
   let hidden = g.op("Add", { inputs: [embedded, g.op("Add", { inputs: [embedded, timing] })] });
 
-  /** Dense multi-head attention over the batch: packed [T, 3d] q|k|v in, packed [T, d] context out. */
+  /**
+   * Multi-head attention over the batch: the packed `[T, 3d]` q|k|v rows are gathered into
+   * `[B, S, 3d]` (padding slots read an appended zero row), attended with the key bias, and
+   * the real slots' context rows are gathered back into packed `[T, d]`.
+   */
   const attend = (qkv: string, layer: TransformerLayerWeights, name: string) => {
-    const denseShape = g.op("Concat", { inputs: [batchSize, sequenceLength, int64([3 * layer.width])], attributes: { axis: { int: 0 } } });
-    const zeros = g.op("ConstantOfShape", { inputs: [denseShape], attributes: { value: zeroFill } });
-    const denseQkv = g.op("ScatterND", { inputs: [zeros, packed.tokenIndex, qkv] });
-    const [query, key, value] = g.opMulti("Split", {
-      inputs: [denseQkv],
-      outputs: [g.name("query"), g.name("key"), g.name("value")],
-      attributes: { axis: { int: 2 } },
+    const withZeroRow = g.op("Pad", { inputs: [qkv, int64([0, 0, 1, 0])] });
+    const dense = g.op("Gather", { inputs: [withZeroRow, packed.slotRow], attributes: { axis: { int: 0 } } });
+    const heads = g.op("Transpose", {
+      inputs: [g.op("Reshape", { inputs: [dense, int64([0, 0, 3, layer.heads, layer.headSize])] })],
+      attributes: { perm: { ints: [2, 0, 3, 1, 4] } },
     });
-    const headsShape = int64([0, 0, layer.heads, layer.headSize]);
-    const splitHeads = (x: string, perm: number[]) =>
-      g.op("Transpose", { inputs: [g.op("Reshape", { inputs: [x, headsShape] })], attributes: { perm: { ints: perm } } });
-    const scaledQuery = g.op("Mul", { inputs: [splitHeads(query, [0, 2, 1, 3]), float(`${name}.attention.query_scale`, layer.queryScale, [])] });
-    const scores = g.op("Add", { inputs: [g.op("MatMul", { inputs: [scaledQuery, splitHeads(key, [0, 2, 3, 1])] }), packed.keyBias] });
+    const part = (index: number) => g.op("Gather", { inputs: [heads, g.constInt64([], [index])], attributes: { axis: { int: 0 } } });
+    const query = g.op("Mul", { inputs: [part(0), float(`${name}.attention.query_scale`, layer.queryScale, [])] });
+    const keyT = g.op("Transpose", { inputs: [part(1)], attributes: { perm: { ints: [0, 1, 3, 2] } } });
+    const scores = g.op("Add", { inputs: [g.op("MatMul", { inputs: [query, keyT] }), packed.keyBias] });
     const weights = g.op("Softmax", { inputs: [scores], attributes: { axis: { int: -1 } } });
-    const context = g.op("MatMul", { inputs: [weights, splitHeads(value, [0, 2, 1, 3])] });
+    const context = g.op("MatMul", { inputs: [weights, part(2)] });
     const merged = g.op("Reshape", {
-      inputs: [g.op("Transpose", { inputs: [context], attributes: { perm: { ints: [0, 2, 1, 3] } } }), int64([0, 0, layer.width])],
+      inputs: [g.op("Transpose", { inputs: [context], attributes: { perm: { ints: [0, 2, 1, 3] } } }), int64([-1, layer.width])],
     });
-    return g.op("GatherND", { inputs: [merged, packed.tokenIndex] });
+    return g.op("Gather", { inputs: [merged, packed.tokenSlot], attributes: { axis: { int: 0 } } });
   };
 
   layers.forEach((layer, index) => {
@@ -302,10 +312,12 @@ function createUseLiteGraph(source: TfjsGraphModel): GraphBuilder {
  * - output `embeddings`: `[batch, 512]` float32, L2-normalised; a text with no real tokens
  *   gets the vector of an all-zero mean (what the TF.js graph gives an empty text in a batch).
  * - per-token work (embedding, q/k/v and output projections, residual dense, FFN) runs on the
- *   packed `[T, d]` matrix of real tokens (NonZero + GatherND); attention scatters them back
- *   (ScatterND) into `[batch, sequence]` with a -1e9 additive key bias, so padding keys get
- *   weight exactly 0; pooling sums real tokens (ScatterND add) and divides by their count. A
- *   text's vector therefore does not depend on its batch-mates or on padding.
+ *   packed `[T, d]` matrix of the T real tokens (NonZero on the mask + Gather), so padding costs
+ *   nothing there. Attention alone is dense: packed rows are gathered into `[batch, sequence]`
+ *   (padding slots read zeros) with the graph's -1e9 additive key bias, so padding keys get
+ *   weight exactly 0, and the real slots are gathered back. Pooling sums each text's real
+ *   tokens (ScatterND add) and divides by their count. A text's vector therefore does not
+ *   depend on padding or on its batch-mates (bit-identical with one intra-op thread).
  * - every weight product is `MatMul(activation, fp32 initializer [K, N])` followed by its own
  *   `Add` of the bias, the form the int8/int4 quantizer rewrites.
  */
