@@ -79,7 +79,8 @@ export function readTensor(tensor: TensorProto): DenseTensor {
   const dataType = tensor.dataType as TensorProto_DataType;
   const raw = tensor.rawData;
   if (raw.length > 0) {
-    const copy = raw.slice().buffer;
+    // Uint8Array.from copies; a Node Buffer's slice() would be a view of the whole file's buffer.
+    const copy = Uint8Array.from(raw).buffer;
     switch (dataType) {
       case DataType.FLOAT: return { dataType, dims, data: new Float32Array(copy) };
       case DataType.FLOAT16: return { dataType, dims, data: new Uint16Array(copy) };
