@@ -252,9 +252,9 @@ function createUseLiteGraph(source: TfjsGraphModel): GraphBuilder {
    */
   const attend = (qkv: string, layer: TransformerLayerWeights, name: string) => {
     const withZeroRow = g.op("Pad", { inputs: [qkv, int64([0, 0, 1, 0])] });
-    const dense = g.op("Gather", { inputs: [withZeroRow, packed.slotRow], attributes: { axis: { int: 0 } } });
+    const slots = g.op("Gather", { inputs: [withZeroRow, packed.slotRow], attributes: { axis: { int: 0 } } });
     const heads = g.op("Transpose", {
-      inputs: [g.op("Reshape", { inputs: [dense, int64([0, 0, 3, layer.heads, layer.headSize])] })],
+      inputs: [g.op("Reshape", { inputs: [slots, int64([0, 0, 3, layer.heads, layer.headSize])] })],
       attributes: { perm: { ints: [2, 0, 3, 1, 4] } },
     });
     const part = (index: number) => g.op("Gather", { inputs: [heads, g.constInt64([], [index])], attributes: { axis: { int: 0 } } });
@@ -320,8 +320,10 @@ function createUseLiteGraph(source: TfjsGraphModel): GraphBuilder {
  *   depend on padding or on its batch-mates (bit-identical with one intra-op thread).
  * - every weight product is `MatMul(activation, fp32 initializer [K, N])` followed by its own
  *   `Add` of the bias, the form the int8/int4 quantizer rewrites.
+ *
+ * `sourceVersion` (the source package's version) is recorded in the model's metadata.
  */
-export function buildUseLiteModel(source: TfjsGraphModel, sourceVersion = "unknown"): ModelProto {
+export function buildUseLiteModel(source: TfjsGraphModel, sourceVersion: string): ModelProto {
   return buildModel(createUseLiteGraph(source), {
     opset: 17,
     docString: "Universal Sentence Encoder Lite (Apache-2.0), converted from its TF.js graph by Sutra Embedder",
