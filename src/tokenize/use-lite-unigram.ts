@@ -19,6 +19,13 @@ interface PieceTrie {
 }
 
 const SLOT_INTS = 4;
+/** Code points decoded ahead of the Viterbi at a time. */
+const FILL_CHUNK = 256;
+/** First piece normalized for `truncate: "end"`: generous, English runs about 5 characters a token. */
+const NORMALIZE_CHARS_PER_TOKEN = 8;
+const ROOT_TABLE_SIZE = 0x10000;
+const SPACE = 0x20;
+const SEPARATOR = USE_LITE_SEPARATOR.codePointAt(0) as number;
 
 function slotOf(parent: number, codePoint: number, slotMask: number): number {
   const hash = Math.imul(parent, 0x9e3779b1) ^ Math.imul(codePoint, 0x85ebca6b);
@@ -141,10 +148,11 @@ function appendPath(
   return appended;
 }
 
-const FILL_CHUNK = 256;
-const ROOT_TABLE_SIZE = 0x10000;
-const SPACE = 0x20;
-const SEPARATOR = USE_LITE_SEPARATOR.codePointAt(0) as number;
+/** Where a piece of `text` to normalize ends: before the first U+0020 at or after `from`. */
+function pieceEndAfter(text: string, from: number): number {
+  const space = from >= text.length ? -1 : text.indexOf(" ", from);
+  return space === -1 ? text.length : space;
+}
 
 /**
  * Creates the Universal Sentence Encoder Lite tokenizer from its `tokenizer.json` document
@@ -157,12 +165,15 @@ const SEPARATOR = USE_LITE_SEPARATOR.codePointAt(0) as number;
  *   ties go to the later candidate (the shorter piece), candidates are tried by end position
  *   then start position;
  * - the backtrack steps back by each piece's UTF-16 length (as the reference does);
- * - runs of unknown ids are merged into one; an empty text (after NFKC) has no tokens.
+ * - runs of unknown ids are merged into one; the empty text has no tokens.
  *
  * With `truncate: "end"` the Viterbi stops once the window is certain: at a position no piece
  * crosses, every path goes through it, so the ids before it are final; once more than
- * `maxTokens` ids are final the rest of the text is not read (the reported `fullLength` is
- * then a lower bound). `start` and `none` need the whole text.
+ * `maxTokens` ids are final the rest of the text is neither normalized nor read (the reported
+ * `fullLength` is then a lower bound). This holds when every piece is as long in UTF-16 units
+ * as in code points (true of the published vocabulary); otherwise the whole text is read.
+ * `start` and `none` always read the whole text: a best score carries its whole prefix
+ * (through the 0-is-unset rule and float rounding), so a tail cannot be tokenized alone.
  */
 export function createUseLiteUnigramTokenizer(
   document: Record<string, unknown>,
@@ -196,9 +207,15 @@ export function createUseLiteUnigramTokenizer(
   );
 
   const encode = (text: string, truncate: TruncateMode = "end"): Encoding => {
-    const normalized = text.normalize("NFKC");
-    if (normalized.length === 0) return { ids: new Int32Array(0), truncated: false, fullLength: 0 };
+    // NFKC never empties a non-empty text, so only "" has no tokens (the reference adds no ▁).
+    if (text.length === 0) return { ids: new Int32Array(0), truncated: false, fullLength: 0 };
     const stopEarly = truncate === "end" && canStopEarly;
+    // Text is normalized in pieces cut before a U+0020 (NFKC(a + " " + b) is NFKC(a) +
+    // NFKC(" " + b): a space composes with nothing and blocks reordering), so a window taken
+    // from the start of a long text does not normalize all of it.
+    let pieceChars = stopEarly ? maxTokens * NORMALIZE_CHARS_PER_TOKEN : text.length;
+    let pieceEnd = pieceEndAfter(text, pieceChars);
+    let normalized = text.slice(0, pieceEnd).normalize("NFKC");
     let { codePoints, best, words, tokens, stack } = scratch;
     codePoints[0] = SEPARATOR;
     best[0] = 0;
@@ -213,14 +230,21 @@ export function createUseLiteUnigramTokenizer(
     let stoppedEarly = false;
 
     for (let start = 0; ; start++) {
-      if (filled < start + depth && unit < normalized.length) {
+      if (filled < start + depth && (unit < normalized.length || pieceEnd < text.length)) {
         const target = start + depth + FILL_CHUNK;
-        const size = Math.min(target, normalized.length + 1) + 1;
-        if (size > codePoints.length) {
-          scratch = grown(scratch, size, filled + 1);
+        if (target + 1 > codePoints.length) {
+          scratch = grown(scratch, target + 1, filled + 1);
           ({ codePoints, best, words, tokens, stack } = scratch);
         }
-        while (filled < target && unit < normalized.length) {
+        while (filled < target) {
+          if (unit === normalized.length) {
+            if (pieceEnd === text.length) break;
+            pieceChars *= 2;
+            const from = pieceEnd;
+            pieceEnd = pieceEndAfter(text, from + pieceChars);
+            normalized = text.slice(from, pieceEnd).normalize("NFKC");
+            unit = 0;
+          }
           const codePoint = normalized.codePointAt(unit) as number;
           unit += codePoint > 0xffff ? 2 : 1;
           codePoints[filled++] = codePoint === SPACE ? SEPARATOR : codePoint;

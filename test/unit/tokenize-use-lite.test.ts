@@ -74,7 +74,9 @@ describe("USE-Lite tokenizer against the reference fixture", () => {
   it("truncates to any window exactly as the full id list would be cut (end and start)", async () => {
     const windows = [1, 5, 64];
     const small = await Promise.all(windows.map((window) => load(`use-lite-${window}`, buildUseLiteTokenizerJson(VOCAB_PATH), window)));
-    const words = ["alpha", "Beta", "gamma:", "δέλτα", "日本語", "😀", "”5", ":30", "...", "\t", "a b", "x²", "", "  "];
+    // NFKC-sensitive words too: the tokenizer normalizes long texts in pieces cut before spaces.
+    const words = ["alpha", "Beta", "gamma:", "δέλτα", "日本語", "😀", "”5", ":30", "...", "\t", "a b", "x²", "", "  ",
+      "e\u0301", "\u0301x", "ﬁne", "\u00a0", "Ａ１", "\u1100\u1161", "\u11a8"];
     let seed = 7;
     const random = (): number => {
       seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
