@@ -34,7 +34,7 @@ addServeOptions(program.command("serve").description("start the embedding server
     const closed = new Promise<void>((resolve) => service.server.close(() => resolve()));
     await ready.catch(() => undefined);
     await service.close();
-    if ("closeIdleConnections" in service.server) service.server.closeIdleConnections();
+    (service.server as { closeIdleConnections?: () => void }).closeIdleConnections?.();
     await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, CONNECTION_GRACE_MS))]);
     logger.info("stopped");
     process.exit(0);

@@ -1,6 +1,6 @@
 import { performance } from "node:perf_hooks";
 import * as ort from "onnxruntime-node";
-import { transferableSymbol, valueSymbol } from "piscina";
+import { move, transferableSymbol, valueSymbol } from "piscina";
 import { poolTokens } from "./pooling.js";
 import type { InferenceResult, InferenceTask, SessionSettings } from "./task.js";
 
@@ -67,7 +67,7 @@ async function runTask(task: InferenceTask): Promise<InferenceResult> {
     const pooled = poolTokens(output.data as Float32Array, output.dims, mask, task.pooling);
     const embeddings = pooled.embeddings === output.data ? new Float32Array(pooled.embeddings) : pooled.embeddings;
     const result: InferenceResult = { ...pooled, embeddings, inferenceMs, executionProvider };
-    return { [transferableSymbol]: [embeddings.buffer], [valueSymbol]: result } as unknown as InferenceResult;
+    return move({ [transferableSymbol]: [embeddings.buffer], [valueSymbol]: result } as never) as unknown as InferenceResult;
   } finally {
     output.dispose();
   }
