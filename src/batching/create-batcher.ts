@@ -44,6 +44,8 @@ export interface BatcherOptions<Item extends BatchItem, Context> {
   tokenBudget: number;
   /** Most items waiting; a request that would exceed it is refused at once with OVERLOADED. */
   maxQueue: number;
+  /** Told how many waiting items a cancelled request dropped unrun (for metrics). */
+  onCancelled?: (items: number) => void;
 }
 
 /** Per-request options of a submission. */
@@ -208,7 +210,9 @@ export function createBatcher<Item extends BatchItem, Context>(options: BatcherO
         const onAbort = () => {
           if (request.settled) return;
           request.settled = true;
+          const before = queue.length;
           queue = queue.filter((entry) => entry.request !== request);
+          options.onCancelled?.(before - queue.length);
           reject(new EmbedderError("CANCELLED", "the request was cancelled"));
           settleIdle();
         };

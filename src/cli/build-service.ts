@@ -1,11 +1,13 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { createServer } from "../api/create-server.js";
-import { createInferencePool } from "../inference/pool.js";
-import { resolveHardwareProfile } from "../inference/hardware-profile.js";
+import { createInferencePool, type InferencePool } from "../inference/pool.js";
+import { resolveHardwareProfile, tierOf } from "../inference/hardware-profile.js";
+import { probeCuda } from "../inference/probe-cuda.js";
 import { BUILTIN_MODELS_DIR } from "../models/builtin.js";
 import { createModelRegistry } from "../models/registry.js";
 import type { Logger } from "../observability/logger.js";
+import { createMetrics, type Metrics } from "../observability/metrics.js";
 import { createEmbedder, type EmbedderService } from "../pipeline/create-embedder.js";
 import type { ServeConfig } from "./serve-options.js";
 
@@ -15,6 +17,8 @@ const packageVersion = (JSON.parse(readFileSync(new URL("../../package.json", im
 export interface Service {
   server: ReturnType<typeof createServer>;
   embedder: EmbedderService;
+  pool: InferencePool;
+  metrics: Metrics;
   /** Loads the default model; health turns healthy once it resolves. */
   start(): Promise<void>;
   /** Waits for accepted texts to finish, then closes the worker pool (call after beginShutdown). */
@@ -26,9 +30,19 @@ export interface Service {
  * model registry (built-in models first, then `modelsDir`), the pipeline and
  * the transport server. Nothing listens; `main` and tests call `listen`.
  */
-export function buildService(config: ServeConfig, logger: Logger): Service {
-  const profile = resolveHardwareProfile(config.profile, { cuda: config.cuda });
-  const pool = createInferencePool({ threads: profile.workers });
+export async function buildService(config: ServeConfig, logger: Logger): Promise<Service> {
+  const wantsCuda = config.cuda || tierOf(config.profile) === "extreme";
+  const cuda = wantsCuda ? await probeCuda() : { available: false, reason: "not requested" };
+  if (wantsCuda && !cuda.available) logger.warn({ reason: cuda.reason }, "CUDA unavailable; falling back to CPU");
+  const profile = resolveHardwareProfile(config.profile, { cuda: config.cuda, cudaAvailable: cuda.available });
+  const metrics = createMetrics();
+  const pool = createInferencePool({
+    threads: profile.workers,
+    onWorkerLost: (error) => {
+      metrics.workerReplacementsTotal.inc();
+      logger.error({ err: error }, "inference worker lost; starting a replacement");
+    },
+  });
   const registry = createModelRegistry({
     modelDirs: [BUILTIN_MODELS_DIR, resolve(config.modelsDir)],
     defaultModelId: config.defaultModel,
@@ -36,15 +50,12 @@ export function buildService(config: ServeConfig, logger: Logger): Service {
   const embedder = createEmbedder({
     registry,
     pool,
-    precision: profile.precision,
-    session: { intraOpThreads: profile.intraOpThreads, executionProviders: profile.executionProviders },
-    hardwareProfile: profile.name,
-    workers: profile.workers,
+    profile,
+    cudaAvailable: cuda.available,
     maxQueue: config.maxQueue,
-    maxBatchSize: profile.maxBatchSize,
-    tokenBudget: profile.tokenBudget,
     version: packageVersion,
-    gpuAccessible: false,
+    logger,
+    metrics,
   });
   const tls = config.tlsCert && config.tlsKey
     ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) }
@@ -59,6 +70,8 @@ export function buildService(config: ServeConfig, logger: Logger): Service {
   return {
     server,
     embedder,
+    pool,
+    metrics,
     async start() {
       await registry.start();
       for (const failure of registry.failures()) logger.error({ model: failure.id, reason: failure.reason }, "model failed to load");

@@ -15,7 +15,7 @@ addServeOptions(program.command("serve").description("start the embedding server
   if (config.host !== "127.0.0.1" && config.host !== "localhost" && config.host !== "::1") {
     logger.warn({ host: config.host }, "listening beyond loopback without authentication");
   }
-  const service = buildService(config, logger);
+  const service = await buildService(config, logger);
   await new Promise<void>((resolve, reject) => {
     service.server.once("error", reject);
     service.server.listen(config.port, config.host, resolve);

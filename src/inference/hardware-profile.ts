@@ -13,16 +13,24 @@ export interface HardwareProfile {
   intraOpThreads: number;
   tokenBudget: number;
   maxBatchSize: number;
+  /** True when the profile asks for the CUDA execution provider. */
+  wantsCuda: boolean;
+  /** Execution providers sessions use: ["cuda", "cpu"] only when CUDA is wanted and available. */
   executionProviders: string[];
   precision: PrecisionPolicy;
 }
 
-const ALIASES: Record<string, Tier> = { desktop: "medium", server: "high", h100: "extreme" };
+const ALIASES: Partial<Record<HardwareProfileName, Tier>> = { desktop: "medium", server: "high", h100: "extreme" };
 
-const CPU_PRECISION: PrecisionPolicy = { preferred: "int8", highQuality: "fp32", fastestFirst: ["int8", "int4", "fp16", "fp32"] };
-const CUDA_PRECISION: PrecisionPolicy = { preferred: "fp16", highQuality: "fp16", fastestFirst: ["fp16", "int8", "int4", "fp32"] };
+/** CPU: int8 weights first (VNNI/AVX2 integer GEMM), fp32 for high quality. */
+export const CPU_PRECISION: PrecisionPolicy = { preferred: "int8", highQuality: "fp32", fastestFirst: ["int8", "int4", "fp16", "fp32"] };
+/** CUDA: fp16 weights and compute. */
+export const CUDA_PRECISION: PrecisionPolicy = { preferred: "fp16", highQuality: "fp16", fastestFirst: ["fp16", "int8", "int4", "fp32"] };
 
-function detectTier(cores: number, memoryGb: number): Tier {
+const TOKEN_BUDGET: Record<Tier, number> = { minimal: 2048, low: 8192, medium: 16384, high: 32768, extreme: 65536 };
+
+/** The tier `auto` picks from core count and memory. */
+export function detectTier(cores: number, memoryGb: number): Tier {
   if (cores <= 1 || memoryGb < 2) return "minimal";
   if (cores <= 2) return "low";
   if (cores <= 8) return "medium";
@@ -30,25 +38,33 @@ function detectTier(cores: number, memoryGb: number): Tier {
   return "extreme";
 }
 
+/** The tier a profile name stands for (`auto` detects it from this host). */
+export function tierOf(name: HardwareProfileName): Tier {
+  if (name === "auto") return detectTier(availableParallelism(), totalmem() / 2 ** 30);
+  return ALIASES[name] ?? (name as Tier);
+}
+
 /**
- * Resolves a profile name (`auto` detects from cores and memory) to engine
- * settings. `cuda` true adds the CUDA execution provider (workers fall back to
- * CPU when its library is missing) and prefers fp16 weights.
+ * Resolves a profile name to engine settings. The `extreme` tier (and `h100`)
+ * and the `--cuda` flag ask for CUDA; when `cudaAvailable` is false the profile
+ * runs on CPU with the CPU precision policy (the caller logs the fallback and
+ * health reports it). Worker and thread counts always fit this host's cores.
  */
-export function resolveHardwareProfile(name: HardwareProfileName, options: { cuda: boolean }): HardwareProfile {
+export function resolveHardwareProfile(name: HardwareProfileName, options: { cuda: boolean; cudaAvailable: boolean }): HardwareProfile {
   const cores = availableParallelism();
-  const tier: Tier = name === "auto" ? detectTier(cores, totalmem() / 2 ** 30) : ALIASES[name] ?? (name as Tier);
+  const tier = tierOf(name);
+  const wantsCuda = options.cuda || tier === "extreme";
+  const onCuda = wantsCuda && options.cudaAvailable;
   const workers = tier === "minimal" ? 1 : Math.max(1, Math.min(cores, tier === "low" ? 2 : Math.ceil(cores / 2)));
-  const intraOpThreads = Math.max(1, Math.floor(cores / workers));
-  const tokenBudget = { minimal: 2048, low: 8192, medium: 16384, high: 32768, extreme: 65536 }[tier];
   return {
     tier,
     name,
     workers,
-    intraOpThreads,
-    tokenBudget,
+    intraOpThreads: Math.max(1, Math.floor(cores / workers)),
+    tokenBudget: TOKEN_BUDGET[tier],
     maxBatchSize: tier === "minimal" ? 16 : 64,
-    executionProviders: options.cuda ? ["cuda", "cpu"] : ["cpu"],
-    precision: options.cuda ? CUDA_PRECISION : CPU_PRECISION,
+    wantsCuda,
+    executionProviders: onCuda ? ["cuda", "cpu"] : ["cpu"],
+    precision: onCuda ? CUDA_PRECISION : CPU_PRECISION,
   };
 }

@@ -6,18 +6,31 @@ import type { InferenceResult, InferenceTask } from "./task.js";
 export interface InferencePoolOptions {
   /** Worker threads, each holding its own ONNX sessions. */
   threads: number;
+  /** Told when a worker died unexpectedly (piscina starts a replacement). */
+  onWorkerLost?: (error: Error) => void;
+}
+
+/** Worker counts for health. */
+export interface WorkerStatus {
+  ready: number;
+  total: number;
+  /** Workers replaced since start. */
+  replaced: number;
+  /** When the last worker was lost (ms since epoch), 0 if never. */
+  lastLostAt: number;
 }
 
 /** The worker-thread pool that runs inference batches. */
 export interface InferencePool {
   /**
    * Runs one batch on a worker. Rejects with CANCELLED when `signal` aborts
-   * before the batch starts, and with WORKER_FAILED when the worker throws or dies
-   * (piscina replaces a dead worker; nothing waits forever).
+   * before the batch starts, and with WORKER_FAILED when the worker throws or
+   * dies (piscina starts a replacement; nothing waits forever).
    */
   run(task: InferenceTask, signal?: AbortSignal): Promise<InferenceResult>;
-  /** Threads alive now and configured. */
-  workers(): { ready: number; total: number };
+  workers(): WorkerStatus;
+  /** Test hook: terminates one worker thread as a crash would. */
+  terminateOneWorker(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -30,6 +43,17 @@ export function createInferencePool(options: InferencePoolOptions): InferencePoo
     idleTimeout: Number.POSITIVE_INFINITY,
     concurrentTasksPerWorker: 1,
   });
+  let closing = false;
+  let replaced = 0;
+  let lastLostAt = 0;
+  const lost = (error: Error) => {
+    if (closing) return;
+    replaced++;
+    lastLostAt = Date.now();
+    options.onWorkerLost?.(error);
+  };
+  pool.on("workerDestroy", () => lost(new Error("worker thread exited")));
+  pool.on("error", (error: Error) => lost(error));
   return {
     async run(task, signal) {
       try {
@@ -38,10 +62,16 @@ export function createInferencePool(options: InferencePoolOptions): InferencePoo
         if (signal?.aborted || (error as Error).name === "AbortError") {
           throw new EmbedderError("CANCELLED", "the request was cancelled", { cause: error });
         }
-        throw new EmbedderError("WORKER_FAILED", "an inference worker failed", { cause: error });
+        throw new EmbedderError("WORKER_FAILED", "an inference worker failed; retry the request", { cause: error, retryAfterMs: 100 });
       }
     },
-    workers: () => ({ ready: pool.threads.length, total: options.threads }),
-    close: () => pool.destroy(),
+    workers: () => ({ ready: pool.threads.length, total: options.threads, replaced, lastLostAt }),
+    async terminateOneWorker() {
+      await pool.threads[0]?.terminate();
+    },
+    async close() {
+      closing = true;
+      await pool.destroy();
+    },
   };
 }

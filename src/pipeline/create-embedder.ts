@@ -7,14 +7,16 @@ import type {
   EmbedResult,
   Embedder,
   EmbeddingType,
-  HardwareProfileName,
   HealthReport,
 } from "../domain/types.js";
+import { resolveHardwareProfile, type HardwareProfile } from "../inference/hardware-profile.js";
 import type { InferencePool } from "../inference/pool.js";
-import type { SessionSettings } from "../inference/task.js";
+import type { InferenceResult, InferenceTask } from "../inference/task.js";
 import type { ModelManifest } from "../models/manifest.js";
 import type { ModelRegistry } from "../models/registry.js";
-import { selectVariant, type PrecisionPolicy } from "../models/select-variant.js";
+import { selectVariant } from "../models/select-variant.js";
+import type { Logger } from "../observability/logger.js";
+import type { Metrics } from "../observability/metrics.js";
 import { encodeEmbedding, normalizeInPlace } from "../postprocess/encode-embedding.js";
 import { resolveDimensions } from "../postprocess/resolve-dimensions.js";
 import type { Encoding, Tokenizer } from "../tokenize/index.js";
@@ -24,20 +26,19 @@ import { prepareTexts } from "./prepare-texts.js";
 export interface EmbedderDeps {
   registry: ModelRegistry;
   pool: InferencePool;
-  precision: PrecisionPolicy;
-  session: SessionSettings;
-  hardwareProfile: HardwareProfileName;
-  /** Batches running at once (the worker count). */
-  workers: number;
-  /** Most inputs per inference batch. */
-  maxBatchSize: number;
-  /** Most padded tokens (rows x longest row) per inference batch. */
-  tokenBudget: number;
+  /** The server's profile: worker count, threads, batch limits, default precision policy. */
+  profile: HardwareProfile;
+  /** Whether the CUDA execution provider opened a session on this host (probed at start). */
+  cudaAvailable: boolean;
   /** Most texts waiting for a batch; beyond it requests get OVERLOADED at once. */
   maxQueue: number;
   version: string;
-  gpuAccessible: boolean;
+  logger: Logger;
+  metrics: Metrics;
 }
+
+/** How long health stays degraded after a worker was replaced. */
+const WORKER_RECOVERY_MS = 10_000;
 
 /** The pipeline plus lifecycle hooks main uses. */
 export interface EmbedderService extends Embedder {
@@ -51,6 +52,7 @@ interface BatchContext {
   modelFile: string;
   manifest: ModelManifest;
   tokenizer: Tokenizer;
+  executionProviders: string[];
 }
 
 type QueuedText = Encoding & { key: string };
@@ -79,15 +81,34 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
   const recent: Array<{ at: number; latencyMs: number }> = [];
   let shuttingDown = false;
 
+  const { profile, metrics } = deps;
+  let cudaFallbackLogged = false;
+  let cudaRequestedWithoutGpu = profile.wantsCuda && !deps.cudaAvailable;
+
+  /** Runs a batch; a batch whose worker died is retried once on the replacement. */
+  const runWithRetry = async (task: InferenceTask): Promise<InferenceResult> => {
+    try {
+      return await deps.pool.run(task);
+    } catch (error) {
+      if (!(error instanceof EmbedderError) || error.reason !== "WORKER_FAILED") throw error;
+      deps.logger.warn({ err: error.cause }, "inference worker failed; retrying the batch once");
+      return deps.pool.run(task);
+    }
+  };
+
   const batcher = createBatcher<QueuedText, BatchContext>({
-    maxInFlight: deps.workers,
-    maxBatchSize: deps.maxBatchSize,
-    tokenBudget: deps.tokenBudget,
+    maxInFlight: profile.workers,
+    maxBatchSize: profile.maxBatchSize,
+    tokenBudget: profile.tokenBudget,
     maxQueue: deps.maxQueue,
+    onCancelled: (items) => metrics.cancelledTextsTotal.inc(items),
     async run({ items, context }) {
       const padded = context.tokenizer.pad(items);
       const dims = [padded.batchSize, padded.sequenceLength];
-      const result = await deps.pool.run({
+      metrics.batchSize.observe(padded.batchSize);
+      metrics.batchTokens.observe(padded.batchSize * padded.sequenceLength);
+      metrics.inferenceBatchesTotal.inc();
+      const result = await runWithRetry({
         modelFile: context.modelFile,
         inputs: {
           input_ids: { data: padded.inputIds, dims },
@@ -97,7 +118,7 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
         },
         output: context.manifest.output,
         pooling: context.manifest.pooling,
-        settings: deps.session,
+        settings: { intraOpThreads: profile.intraOpThreads, executionProviders: context.executionProviders },
       });
       const vectors = items.map((_, row) => result.embeddings.slice(row * result.dimensions, (row + 1) * result.dimensions));
       return { vectors, inferenceMs: result.inferenceMs, executionProvider: result.executionProvider };
@@ -106,11 +127,22 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
 
   let active = 0;
   let drainWaiters: Array<() => void> = [];
+  const noteCudaFallback = () => {
+    cudaRequestedWithoutGpu = true;
+    if (cudaFallbackLogged) return;
+    cudaFallbackLogged = true;
+    deps.logger.warn("CUDA execution provider requested but unavailable on this host; running on CPU");
+  };
+  if (cudaRequestedWithoutGpu) noteCudaFallback();
+
   const embed = async (request: EmbedRequest, signal?: AbortSignal): Promise<EmbedResult> => {
     if (shuttingDown) throw new EmbedderError("SHUTTING_DOWN", "the server is shutting down", { retryAfterMs: 1000 });
     active++;
     try {
       return await embedAccepted(request, signal);
+    } catch (error) {
+      metrics.failuresTotal.inc({ reason: EmbedderError.from(error).reason });
+      throw error;
     } finally {
       if (--active === 0) {
         for (const waiter of drainWaiters) waiter();
@@ -124,7 +156,11 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
     const { model, preset } = await deps.registry.resolve(request.model);
     const { manifest } = model;
     const plan = resolveDimensions(request.dimensions, manifest);
-    const variant = selectVariant(manifest, preset, request.config, deps.precision);
+    const requestProfile = request.config.hardwareProfile && request.config.hardwareProfile !== "auto"
+      ? resolveHardwareProfile(request.config.hardwareProfile, { cuda: false, cudaAvailable: deps.cudaAvailable })
+      : profile;
+    if (requestProfile.wantsCuda && !deps.cudaAvailable) noteCudaFallback();
+    const variant = selectVariant(manifest, preset, request.config, requestProfile.precision);
 
     const tokenizeStarted = performance.now();
     const texts = prepareTexts(request.texts, manifest, request.promptName, request.instruction);
@@ -144,11 +180,15 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
     signal?.throwIfAborted();
 
     const modelFile = `${model.dir}/${variant.file}`;
+    const executionProviders = requestProfile.executionProviders;
+    const key = `${modelFile}|${executionProviders.join(",")}`;
     const queued = performance.now();
+    metrics.queueDepth.set(batcher.queueDepth() + encodings.length);
     const { vectors, inferenceMs, executionProvider } = await batcher.submit(
-      encodings.map((encoding) => ({ ...encoding, key: modelFile })),
-      { batchSizeCap: request.config.batchSize, signal, context: { modelFile, manifest, tokenizer: model.tokenizer } },
+      encodings.map((encoding) => ({ ...encoding, key })),
+      { batchSizeCap: request.config.batchSize, signal, context: { modelFile, manifest, tokenizer: model.tokenizer, executionProviders } },
     );
+    metrics.queueDepth.set(batcher.queueDepth());
     const queueMs = Math.max(0, performance.now() - queued - inferenceMs);
 
     const types: EmbeddingType[] = variant.binaryOutput && !request.embeddingTypes.includes("binary")
@@ -161,6 +201,11 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
     });
 
     const totalMs = performance.now() - started;
+    metrics.stageSeconds.observe({ stage: "tokenize" }, tokenizationMs / 1000);
+    metrics.stageSeconds.observe({ stage: "queue" }, queueMs / 1000);
+    metrics.stageSeconds.observe({ stage: "inference" }, inferenceMs / 1000);
+    metrics.stageSeconds.observe({ stage: "total" }, totalMs / 1000);
+    metrics.embeddingsTotal.inc({ model: manifest.id, precision: variant.precision }, embeddings.length);
     recent.push({ at: Date.now(), latencyMs: totalMs });
     if (recent.length > LATENCY_WINDOW) recent.shift();
     return {
@@ -178,7 +223,7 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
       timings: { totalMs, tokenizationMs, queueMs, inferenceMs },
       promptTokens,
       truncatedInputs,
-      hardwareProfile: deps.hardwareProfile,
+      hardwareProfile: requestProfile.name,
       dimensionsPolicy: plan.policy,
     };
   };
@@ -188,7 +233,10 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
     const failures = deps.registry.failures();
     const modelsAvailable = deps.registry.defaultModel() !== undefined;
     const issues = failures.map((failure) => `model ${failure.id}: ${failure.reason}`);
-    if (!deps.gpuAccessible && deps.session.executionProviders.includes("cuda")) issues.push("CUDA requested but unavailable; running on CPU");
+    if (cudaRequestedWithoutGpu) issues.push("CUDA requested but unavailable; running on CPU");
+    if (workers.ready < workers.total || (workers.lastLostAt > 0 && Date.now() - workers.lastLostAt < WORKER_RECOVERY_MS)) {
+      issues.push(`an inference worker was replaced (${workers.replaced} since start)`);
+    }
     const state = shuttingDown || !modelsAvailable || workers.ready === 0 ? "unhealthy" : issues.length > 0 ? "degraded" : "healthy";
     const windowStart = Date.now() - 60_000;
     const lastMinute = recent.filter((entry) => entry.at >= windowStart);
@@ -196,9 +244,9 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
       state,
       checks: {
         modelsAvailable,
-        gpuAccessible: deps.gpuAccessible,
+        gpuAccessible: deps.cudaAvailable,
         modelCacheHealthy: failures.length === 0,
-        workers: { ...workers, replaced: 0 },
+        workers: { ready: workers.ready, total: workers.total, replaced: workers.replaced },
         providers: [],
         issues: shuttingDown ? ["shutting down", ...issues] : issues,
       },
@@ -209,8 +257,8 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
       cache: { enabled: false, entries: 0, hits: 0, misses: 0 },
       version: deps.version,
       uptimeSeconds: (Date.now() - startedAt) / 1000,
-      hardwareProfile: deps.hardwareProfile,
-      executionProvider: deps.gpuAccessible ? "cuda" : "cpu",
+      hardwareProfile: profile.name,
+      executionProvider: profile.executionProviders[0],
       defaultModel: deps.registry.defaultModel()?.manifest.id ?? "",
     };
   };

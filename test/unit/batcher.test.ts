@@ -80,7 +80,11 @@ describe("batcher", () => {
 
   it("drops a cancelled request's waiting items without running them", async () => {
     const runner = controlledRunner();
-    const batcher = createBatcher({ run: runner.run, maxInFlight: 1, maxBatchSize: 1, tokenBudget: 1000, maxQueue: 100 });
+    let dropped = 0;
+    const batcher = createBatcher({
+      run: runner.run, maxInFlight: 1, maxBatchSize: 1, tokenBudget: 1000, maxQueue: 100,
+      onCancelled: (items) => { dropped += items; },
+    });
     const busy = batcher.submit([item(4)], { context: "a" });
     const controller = new AbortController();
     const cancelled = batcher.submit([item(6), item(8)], { context: "b", signal: controller.signal });
@@ -88,6 +92,7 @@ describe("batcher", () => {
     await expect(cancelled).rejects.toBeInstanceOf(EmbedderError);
     await expect(cancelled).rejects.toMatchObject({ reason: "CANCELLED" });
     expect(batcher.queueDepth()).toBe(0);
+    expect(dropped).toBe(2);
     runner.batches[0].release();
     await busy;
     await batcher.idle();
