@@ -1,0 +1,52 @@
+import { mkdtempSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { buildService, type Service } from "../../src/cli/build-service.js";
+import type { ServeConfig } from "../../src/cli/serve-options.js";
+import { createLogger } from "../../src/observability/logger.js";
+
+/** A real service (real pool, real ONNX sessions, the built default model) listening on loopback. */
+export interface RunningService {
+  service: Service;
+  baseUrl: string;
+  port: number;
+  /** Drains and stops the service; rejects when it does not stop within 10 s. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Builds and starts the whole service on 127.0.0.1 port 0 with an empty models
+ * folder (the built-in default model must still serve). `overrides` replace
+ * settings of `sutra serve`.
+ */
+export async function startRealService(overrides: Partial<ServeConfig> = {}): Promise<RunningService> {
+  const config: ServeConfig = {
+    host: "127.0.0.1",
+    port: 0,
+    modelsDir: mkdtempSync(join(tmpdir(), "sutra-models-")),
+    defaultModel: "universal-sentence-encoder-lite",
+    profile: "auto",
+    cuda: false,
+    maxInputs: 2048,
+    maxQueue: 8192,
+    maxBodyBytes: 4 * 1024 * 1024,
+    logLevel: "silent",
+    ...overrides,
+  };
+  const service = await buildService(config, createLogger(config.logLevel));
+  await new Promise<void>((resolve) => service.server.listen(0, "127.0.0.1", resolve));
+  await service.start();
+  const { port } = service.server.address() as AddressInfo;
+  return {
+    service,
+    baseUrl: `http://127.0.0.1:${port}`,
+    port,
+    async stop() {
+      service.embedder.beginShutdown();
+      const closed = new Promise<void>((resolve) => service.server.close(() => resolve()));
+      const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error("service did not stop within 10 s")), 10_000).unref());
+      await Promise.race([Promise.all([closed, service.close()]), timeout]);
+    },
+  };
+}
