@@ -38,7 +38,7 @@ export interface EmbedderDeps {
 }
 
 /** How long health stays degraded after a worker was replaced. */
-const WORKER_RECOVERY_MS = 10_000;
+const WORKER_RECOVERY_MS = 5_000;
 
 /** The pipeline plus lifecycle hooks main uses. */
 export interface EmbedderService extends Embedder {
@@ -177,7 +177,10 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
       if (encoding.truncated) truncatedInputs.push(index);
       promptTokens += encoding.ids.length;
     });
-    signal?.throwIfAborted();
+    if (signal?.aborted) {
+      metrics.cancelledTextsTotal.inc(encodings.length);
+      throw new EmbedderError("CANCELLED", "the request was cancelled");
+    }
 
     const modelFile = `${model.dir}/${variant.file}`;
     const executionProviders = requestProfile.executionProviders;

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildService, type Service } from "../../src/cli/build-service.js";
 import type { ServeConfig } from "../../src/cli/serve-options.js";
-import { createLogger } from "../../src/observability/logger.js";
+import { createLogger, type Logger } from "../../src/observability/logger.js";
 
 /** A real service (real pool, real ONNX sessions, the built default model) listening on loopback. */
 export interface RunningService {
@@ -18,9 +18,9 @@ export interface RunningService {
 /**
  * Builds and starts the whole service on 127.0.0.1 port 0 with an empty models
  * folder (the built-in default model must still serve). `overrides` replace
- * settings of `sutra serve`.
+ * settings of `sutra serve`; `logger` replaces the silent default (to read logs).
  */
-export async function startRealService(overrides: Partial<ServeConfig> = {}): Promise<RunningService> {
+export async function startRealService(overrides: Partial<ServeConfig> = {}, logger?: Logger): Promise<RunningService> {
   const config: ServeConfig = {
     host: "127.0.0.1",
     port: 0,
@@ -34,7 +34,7 @@ export async function startRealService(overrides: Partial<ServeConfig> = {}): Pr
     logLevel: "silent",
     ...overrides,
   };
-  const service = await buildService(config, createLogger(config.logLevel));
+  const service = await buildService(config, logger ?? createLogger(config.logLevel));
   await new Promise<void>((resolve) => service.server.listen(0, "127.0.0.1", resolve));
   await service.start();
   const { port } = service.server.address() as AddressInfo;

@@ -1,0 +1,156 @@
+import { Writable } from "node:stream";
+import { createClient, ConnectError, Code } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EmbedderService } from "../../gen/sutra/embedder/v1/embedder_pb.js";
+import { encodeEmbedding, packSignBits } from "../../src/postprocess/encode-embedding.js";
+import { startRealService, type RunningService } from "../support/real-service.js";
+
+const postJson = async (baseUrl: string, body: unknown, signal?: AbortSignal) => {
+  const response = await fetch(`${baseUrl}/v1/embeddings`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+    signal,
+  });
+  return { status: response.status, headers: response.headers, body: (await response.json()) as Record<string, any> };
+};
+
+const health = async (baseUrl: string) => (await (await fetch(`${baseUrl}/v1/health`)).json()) as Record<string, any>;
+
+const longText = (seed: number) => `Passage ${seed}: ${"streams of text become vectors for retrieval and ranking ".repeat(20)}`;
+
+describe("engine on the real model", () => {
+  let running: RunningService;
+  beforeAll(async () => {
+    running = await startRealService({ maxQueue: 8 });
+  });
+  afterAll(() => running?.stop());
+
+  it("over the queue bound, refuses the excess at once with retry-after; every accepted request completes correctly", async () => {
+    const texts = Array.from({ length: 80 }, (_, index) => longText(index));
+    const alone = await postJson(running.baseUrl, { texts: [texts[5]] });
+    const outcomes = await Promise.all(texts.map(async (text) => {
+      const started = performance.now();
+      const result = await postJson(running.baseUrl, { texts: [text] });
+      return { text, ...result, ms: performance.now() - started };
+    }));
+    const refused = outcomes.filter((outcome) => outcome.status === 429);
+    const accepted = outcomes.filter((outcome) => outcome.status === 200);
+    expect(refused.length + accepted.length).toBe(80);
+    expect(refused.length).toBeGreaterThan(0);
+    for (const outcome of refused) {
+      expect(outcome.body.error.code).toBe("OVERLOADED");
+      expect(Number(outcome.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+      expect(outcome.ms).toBeLessThan(1000);
+    }
+    const fifth = accepted.find((outcome) => outcome.text === texts[5]);
+    if (fifth) expect(fifth.body.embeddings[0]).toEqual(alone.body.embeddings[0]);
+    for (const outcome of accepted) expect(outcome.body.embeddings[0]).toHaveLength(512);
+  });
+
+  it("output types match references computed from the float vector", async () => {
+    const { body } = await postJson(running.baseUrl, { texts: ["bits and bytes"], embedding_types: ["float", "int8", "uint8", "binary", "ubinary"] });
+    const embedding = body.embeddings[0];
+    const float = Float32Array.from(embedding.float ?? embedding.values);
+    const ubinary = new Uint8Array(64);
+    float.forEach((value, index) => {
+      if (value > 0) ubinary[Math.floor(index / 8)] |= 1 << (7 - (index % 8));
+    });
+    const decode = (value: string) => new Uint8Array(Buffer.from(value, "base64"));
+    expect(decode(embedding.ubinary)).toEqual(ubinary);
+    expect(Array.from(new Int8Array(decode(embedding.binary).buffer))).toEqual(Array.from(ubinary, (byte) => byte - 128));
+    expect(new Int8Array(decode(embedding.int8).buffer)).toEqual(Int8Array.from(float, (value) => Math.max(-127, Math.min(127, Math.round(value * 127)))));
+    expect(decode(embedding.uint8)).toEqual(Uint8Array.from(float, (value) => Math.max(0, Math.min(255, Math.round((value + 1) * 127.5)))));
+    expect(packSignBits(float)).toEqual(ubinary);
+    expect(encodeEmbedding(float, ["int8"]).int8).toEqual(new Int8Array(decode(embedding.int8).buffer));
+  });
+
+  it("rejects unsupported dimensions with INVALID_DIMENSIONS listing the supported sizes", async () => {
+    const { status, body } = await postJson(running.baseUrl, { texts: ["x"], dimensions: 256 });
+    expect(status).toBe(400);
+    expect(body.error.code).toBe("INVALID_DIMENSIONS");
+    expect(body.error.details.supported).toEqual([512]);
+  });
+
+  it("drops 100 queued requests whose clients went away, without running them", async () => {
+    const relaxed = await startRealService({ maxQueue: 10_000 });
+    try {
+      const client = createClient(EmbedderService, createGrpcTransport({ baseUrl: relaxed.baseUrl }));
+      const busy = Array.from({ length: 4 }, (_, request) =>
+        client.generateEmbeddings({ texts: Array.from({ length: 64 }, (_, index) => longText(request * 64 + index)) }));
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      const controllers = Array.from({ length: 100 }, () => new AbortController());
+      const doomedClient = createClient(EmbedderService, createGrpcTransport({ baseUrl: relaxed.baseUrl }));
+      const doomed = controllers.map((controller, index) =>
+        doomedClient.generateEmbeddings({ texts: [`cancel me ${index}`] }, { signal: controller.signal }).then(
+          () => "completed",
+          (error: unknown) => ConnectError.from(error).code,
+        ));
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      for (const controller of controllers) controller.abort();
+      expect(await Promise.all(doomed)).toEqual(controllers.map(() => Code.Canceled));
+      await Promise.all(busy);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const cancelled = (await relaxed.service.metrics.cancelledTextsTotal.get()).values[0]?.value ?? 0;
+      const embedded = (await relaxed.service.metrics.embeddingsTotal.get()).values.reduce((sum, entry) => sum + entry.value, 0);
+      expect(cancelled).toBe(100);
+      expect(embedded).toBe(4 * 64);
+    } finally {
+      await relaxed.stop();
+    }
+  });
+
+  it("keeps serving when a worker dies mid-load: requests complete or fail WORKER_FAILED, health recovers", async () => {
+    const relaxed = await startRealService({ maxQueue: 10_000 });
+    try {
+      const requests = Array.from({ length: 24 }, (_, index) =>
+        postJson(relaxed.baseUrl, { texts: Array.from({ length: 8 }, (_, row) => longText(index * 8 + row)) }));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      await relaxed.service.pool.terminateOneWorker();
+      const during = await health(relaxed.baseUrl);
+      const outcomes = await Promise.all(requests);
+      for (const outcome of outcomes) {
+        if (outcome.status !== 200) {
+          expect(outcome.status).toBe(503);
+          expect(outcome.body.error.code).toBe("WORKER_FAILED");
+        } else {
+          expect(outcome.body.embeddings).toHaveLength(8);
+        }
+      }
+      expect(during.status).toBe("degraded");
+      let recovered = "";
+      for (let attempt = 0; attempt < 40 && recovered !== "healthy"; attempt++) {
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        recovered = (await health(relaxed.baseUrl)).status;
+      }
+      expect(recovered).toBe("healthy");
+      expect((await postJson(relaxed.baseUrl, { texts: ["still serving"] })).status).toBe(200);
+    } finally {
+      await relaxed.stop();
+    }
+  });
+});
+
+describe("CUDA requested on a host without it", () => {
+  it("serves on CPU, logs the fallback once, and reports gpu_accessible false and degraded", async () => {
+    const lines: string[] = [];
+    const sink = new Writable({ write(chunk, _encoding, done) { lines.push(String(chunk)); done(); } });
+    const running = await startRealService({ profile: "extreme" }, pino({ level: "warn" }, sink));
+    try {
+      const first = await postJson(running.baseUrl, { texts: ["gpu please"], config: { hardware_profile: "h100" } });
+      expect(first.status).toBe(200);
+      expect(first.body.model_info.execution_provider).toBe("cpu");
+      await postJson(running.baseUrl, { texts: ["again"] });
+      const report = await health(running.baseUrl);
+      expect(report.status).toBe("degraded");
+      expect(report.checks.gpu_accessible).toBe(false);
+      const fallbackLines = lines.filter((line) => /CUDA/.test(line) && /fall|CPU/i.test(line));
+      expect(fallbackLines.length).toBeGreaterThanOrEqual(1);
+      expect(fallbackLines.length).toBeLessThanOrEqual(2);
+    } finally {
+      await running.stop();
+    }
+  });
+});
