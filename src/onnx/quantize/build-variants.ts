@@ -1,0 +1,152 @@
+import { access, rename, rm, writeFile } from "node:fs/promises";
+import { join, posix } from "node:path";
+import * as ort from "onnxruntime-node";
+import type { ModelProto } from "../../../gen/onnx/onnx_pb.js";
+import type { ModelVariant, Pooling, Precision, QualityGateResult } from "../../models/manifest.js";
+import { encodeModel, readModel } from "../model-io.js";
+import { convertWeightsToFloat16, type Float16WeightOptions } from "./fp16-weights.js";
+import { quantizeMatMulsInt4, type Int4BlockwiseOptions } from "./int4-blockwise.js";
+import { quantizeMatMulsInt8, type Int8DynamicOptions } from "./int8-dynamic.js";
+import {
+  QUALITY_THRESHOLDS,
+  collectCalibrationRows,
+  judgeQuality,
+  type CalibrationFeeds,
+  type QualityThreshold,
+  type RowSelection,
+  type VariantPrecision,
+} from "./quality-gate.js";
+
+/** File name of each variant, written next to the fp32 file (DESIGN section 5). */
+export const VARIANT_FILES: Readonly<Record<VariantPrecision, string>> = {
+  fp16: "model_fp16.onnx",
+  int8: "model_int8.onnx",
+  int4: "model_int4.onnx",
+};
+
+/** Where {@link buildPrecisionVariants} reports what it wrote and what it refused (pino-compatible). */
+export interface VariantLogger {
+  info(details: object, message: string): void;
+  warn(details: object, message: string): void;
+}
+
+/** Options of {@link buildPrecisionVariants}. */
+export interface BuildVariantsOptions extends Pick<RowSelection, "output" | "maskInput"> {
+  /** Inputs the gate runs fp32 and each candidate on (a few dozen varied texts is typical). */
+  calibrationFeeds: CalibrationFeeds;
+  /** Variants to build; default fp16, int8 and int4. */
+  precisions?: readonly VariantPrecision[];
+  /** The fp32 file relative to `modelDir`; default `model.onnx`, else `onnx/model.onnx` (Hugging Face layout). */
+  sourceFile?: string;
+  /** How the gate turns a [batch, sequence, dims] output into rows; see {@link RowSelection}. */
+  pooling?: Pooling;
+  /** Overrides of {@link QUALITY_THRESHOLDS}. */
+  thresholds?: Partial<Record<VariantPrecision, QualityThreshold>>;
+  fp16?: Float16WeightOptions;
+  int8?: Int8DynamicOptions;
+  int4?: Int4BlockwiseOptions;
+  /** Session options of the gate's sessions; default 2 intra-op threads, all graph optimizations. */
+  sessionOptions?: ort.InferenceSession.SessionOptions;
+  logger?: VariantLogger;
+}
+
+/** The outcome for one precision. */
+export interface VariantBuildResult {
+  precision: VariantPrecision;
+  /** The variant's path relative to `modelDir` (written or not). */
+  file: string;
+  /** True when the variant passed its gate and is on disk. */
+  written: boolean;
+  /** The gate's verdict; absent when there was nothing to convert. */
+  gate?: QualityGateResult;
+  /** Why the variant was not written. */
+  reason?: string;
+  /** Size of the encoded variant in bytes (0 when not built). */
+  sizeBytes: number;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(() => true, () => false);
+}
+
+async function resolveSource(modelDir: string, sourceFile?: string): Promise<string> {
+  if (sourceFile) return sourceFile;
+  for (const candidate of ["model.onnx", "onnx/model.onnx"]) if (await exists(join(modelDir, candidate))) return candidate;
+  throw new Error(`buildPrecisionVariants: no model.onnx or onnx/model.onnx in ${modelDir}`);
+}
+
+function convert(model: ModelProto, precision: VariantPrecision, options: BuildVariantsOptions): { model: ModelProto; changed: number } {
+  switch (precision) {
+    case "fp16": {
+      const result = convertWeightsToFloat16(model, options.fp16);
+      return { model: result.model, changed: result.converted };
+    }
+    case "int8": {
+      const result = quantizeMatMulsInt8(model, options.int8);
+      return { model: result.model, changed: result.quantized };
+    }
+    case "int4": {
+      const result = quantizeMatMulsInt4(model, options.int4);
+      return { model: result.model, changed: result.quantized };
+    }
+  }
+}
+
+/** Writes via a temporary file and a rename, so a reader never sees half a model. */
+async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
+  const temporary = `${path}.tmp-${process.pid}`;
+  await writeFile(temporary, bytes);
+  await rename(temporary, path);
+}
+
+/**
+ * Builds the weight-precision variants of the fp32 model in `modelDir` (DESIGN section 7): each
+ * candidate is converted in memory, run against fp32 on the calibration feeds, and written as
+ * `model_fp16.onnx` / `model_int8.onnx` / `model_int4.onnx` next to the fp32 file only if it passes
+ * its quality gate. A variant that fails is not written, a stale file of that name is removed (it
+ * would no longer match its fp32 model), and the reason is logged and returned. Recording the
+ * results in the manifest is the caller's job ({@link toManifestVariants}).
+ */
+export async function buildPrecisionVariants(modelDir: string, options: BuildVariantsOptions): Promise<VariantBuildResult[]> {
+  const sourceFile = await resolveSource(modelDir, options.sourceFile);
+  const fp32 = await readModel(join(modelDir, sourceFile));
+  const sessionOptions: ort.InferenceSession.SessionOptions = options.sessionOptions ?? { intraOpNumThreads: 2, graphOptimizationLevel: "all" };
+  const selection: RowSelection = { output: options.output, maskInput: options.maskInput, pooling: options.pooling };
+  const referenceSession = await ort.InferenceSession.create(encodeModel(fp32), sessionOptions);
+  const reference = await collectCalibrationRows(referenceSession, options.calibrationFeeds, selection).finally(() => referenceSession.release());
+  const results: VariantBuildResult[] = [];
+  for (const precision of options.precisions ?? (["fp16", "int8", "int4"] as const)) {
+    const file = posix.join(posix.dirname(sourceFile), VARIANT_FILES[precision]);
+    const path = join(modelDir, file);
+    const converted = convert(fp32, precision, options);
+    let result: VariantBuildResult;
+    if (converted.changed === 0) {
+      result = { precision, file, written: false, reason: "no weights to convert", sizeBytes: 0 };
+    } else {
+      const bytes = encodeModel(converted.model);
+      const session = await ort.InferenceSession.create(bytes, sessionOptions);
+      const candidate = await collectCalibrationRows(session, options.calibrationFeeds, selection).finally(() => session.release());
+      const gate = judgeQuality(reference, candidate, options.thresholds?.[precision] ?? QUALITY_THRESHOLDS[precision]);
+      if (gate.passed) {
+        await writeAtomically(path, bytes);
+        result = { precision, file, written: true, gate, sizeBytes: bytes.length };
+      } else {
+        result = { precision, file, written: false, gate, reason: `quality gate failed: ${gate.reason}`, sizeBytes: bytes.length };
+      }
+    }
+    if (result.written) {
+      options.logger?.info({ modelDir, precision, file, sizeBytes: result.sizeBytes, gate: result.gate }, "precision variant written");
+    } else {
+      const stale = await exists(path);
+      if (stale) await rm(path);
+      options.logger?.warn({ modelDir, precision, file, reason: result.reason, gate: result.gate, removedStaleFile: stale }, "precision variant not written");
+    }
+    results.push(result);
+  }
+  return results;
+}
+
+/** The manifest `variants` entries of the written variants, with their gate results. */
+export function toManifestVariants(results: readonly VariantBuildResult[]): Partial<Record<Precision, ModelVariant>> {
+  return Object.fromEntries(results.filter((result) => result.written).map((result) => [result.precision, { file: result.file, gate: result.gate }]));
+}
