@@ -8,8 +8,10 @@ export interface Int4BlockwiseOptions extends MatMulSelection {
   /** Weights per quantization block along K: a power of two >= 16. Default 32. */
   blockSize?: number;
   /**
-   * MatMulNBits `accuracy_level`: 0 computes in float32 with dequantized weights; 4 lets onnxruntime
-   * quantize each activation row block-wise to int8 (per row, so still batch invariant). Default 4.
+   * MatMulNBits `accuracy_level`. 0 (default) computes in float32 with the dequantized weights.
+   * 4 lets onnxruntime quantize activations to int8 internally; on onnxruntime 1.30 CPU that made
+   * a row's result depend on its batch (up to 4e-3 on a tiny decoder) and was no faster here, so
+   * it breaks batch invariance and is only for experiments.
    */
   accuracyLevel?: 0 | 1 | 4;
 }
@@ -124,7 +126,7 @@ export function quantizeMatMulsInt4(model: ModelProto, options: Int4BlockwiseOpt
         N: { int: matmul.n },
         bits: { int: 4 },
         block_size: { int: blockSize },
-        accuracy_level: { int: options.accuracyLevel ?? 4 },
+        accuracy_level: { int: options.accuracyLevel ?? 0 },
       },
     });
     editor.removeNode(matmul.node);
