@@ -61,7 +61,7 @@ describe("tiny BERT", () => {
     expect((await readJson(info.dir, "modules.json")).map((module: { path: string }) => module.path)).toEqual(["", "1_Pooling", "2_Normalize"]);
     const config = await readJson(info.dir, "config.json");
     expect(config).toMatchObject({ model_type: "bert", hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, vocab_size: info.vocabSize });
-    expect(session.inputNames.sort()).toEqual(["attention_mask", "input_ids", "token_type_ids"]);
+    expect([...session.inputNames].sort()).toEqual(["attention_mask", "input_ids", "token_type_ids"]);
     expect(session.outputNames).toEqual(["last_hidden_state"]);
   });
 
@@ -111,7 +111,7 @@ describe("tiny decoder", () => {
     expect((await readJson(info.dir, "1_Pooling/config.json")).pooling_mode_lasttoken).toBe(true);
     expect((await readJson(info.dir, "tokenizer_config.json")).padding_side).toBe("left");
     expect(info.paddingSide).toBe("left");
-    expect(session.inputNames.sort()).toEqual(["attention_mask", "input_ids", "position_ids"]);
+    expect([...session.inputNames].sort()).toEqual(["attention_mask", "input_ids", "position_ids"]);
   });
 
   it("has a byte-level BPE tokenizer.json that appends <|endoftext|> and decodes back", async () => {
