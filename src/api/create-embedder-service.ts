@@ -1,0 +1,70 @@
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { validateEmbedRequest } from "../admission/validate-request.js";
+import type { RequestLimits } from "../admission/validate-request.js";
+import { EmbedderError } from "../domain/errors.js";
+import type { Embedder } from "../domain/types.js";
+import type { EmbedderService } from "../../gen/sutra/embedder/v1/embedder_pb.js";
+import {
+  toEmbedRequest,
+  toGenerateEmbeddingsResponse,
+  toGetHealthResponse,
+  toListModelsResponse,
+  toModelFilter,
+} from "./proto-conversion.js";
+import { requestIdOf, timingHeaders } from "./request-context.js";
+import { embedderErrorFor } from "./to-connect-error.js";
+
+/** What the EmbedderService implementation needs. */
+export interface EmbedderServiceDeps {
+  embedder: Embedder;
+  limits: RequestLimits;
+}
+
+/**
+ * The EmbedderService implementation every transport calls: the Connect router
+ * (gRPC, gRPC-Web, Connect) and the REST transcoder use this same object, so a
+ * REST call and a gRPC call run the same code. It converts proto messages to
+ * domain types, validates at the boundary, calls the one Embedder seam, and
+ * sets the TEI timing headers. Failures are thrown as EmbedderError; the
+ * transports map them (error interceptor, REST envelope). The streaming rpcs
+ * and DownloadModel answer NOT_IMPLEMENTED until their issues land.
+ */
+export function createEmbedderService(deps: EmbedderServiceDeps): ServiceImpl<typeof EmbedderService> {
+  return {
+    async generateEmbeddings(request, context) {
+      const requestId = requestIdOf(context);
+      try {
+        const embedRequest = toEmbedRequest(request, requestId);
+        validateEmbedRequest(embedRequest, deps.limits);
+        const result = await deps.embedder.embed(embedRequest, context.signal);
+        for (const [name, value] of Object.entries(timingHeaders(result.timings))) {
+          context.responseHeader.set(name, value);
+        }
+        return toGenerateEmbeddingsResponse(result, requestId);
+      } catch (reason) {
+        throw embedderErrorFor(reason, context.signal);
+      }
+    },
+    async *generateEmbeddingsStream(_request, context) {
+      throw notImplemented(context);
+    },
+    async *streamEmbeddings(_requests, context) {
+      throw notImplemented(context);
+    },
+    async listModels(request) {
+      return toListModelsResponse(await deps.embedder.listModels(toModelFilter(request)));
+    },
+    downloadModel(_request, context) {
+      throw notImplemented(context);
+    },
+    getHealth() {
+      return toGetHealthResponse(deps.embedder.health());
+    },
+  };
+}
+
+function notImplemented(context: HandlerContext): EmbedderError {
+  return new EmbedderError("NOT_IMPLEMENTED", `${context.method.name} is not implemented yet`, {
+    details: { rpc: `${context.service.typeName}/${context.method.name}` },
+  });
+}

@@ -1,0 +1,108 @@
+import { isMessage } from "@bufbuild/protobuf";
+import type { DescMethod, Message } from "@bufbuild/protobuf";
+import { createServiceImplSpec } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import type { Embedder } from "../domain/types.js";
+import { file_google_rpc_error_details } from "../../gen/google/rpc/error_details_pb.js";
+import { file_google_rpc_status } from "../../gen/google/rpc/status_pb.js";
+import { file_grpc_health_v1_health, Health } from "../../gen/grpc/health/v1/health_pb.js";
+import {
+  file_grpc_reflection_v1_reflection,
+  ServerReflection as ServerReflectionV1,
+} from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import {
+  file_grpc_reflection_v1alpha_reflection,
+  ServerReflection as ServerReflectionV1alpha,
+} from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import {
+  EmbedderService,
+  file_sutra_embedder_v1_embedder,
+  GetHealthResponseSchema,
+  HealthStatus,
+} from "../../gen/sutra/embedder/v1/embedder_pb.js";
+import { createConnectHandler } from "./create-connect-handler.js";
+import { createEmbedderService } from "./create-embedder-service.js";
+import { createHealthService } from "./create-health-service.js";
+import { createReflectionServices } from "./create-reflection-services.js";
+import type { NodeRequestListener } from "./node-types.js";
+import { REQUEST_ID_HEADER, resolveRequestId } from "./request-context.js";
+import { createRestHandler } from "./rest/create-rest-handler.js";
+import { createErrorInterceptor } from "./to-connect-error.js";
+
+/** What the request listener needs; see ServerDeps for the meaning of each. */
+export interface RequestListenerOptions {
+  embedder: Embedder;
+  logger: Logger;
+  limits: { maxInputs: number; maxBodyBytes: number };
+  /** Ends long-lived health Watch streams when the server closes; unary calls are left to finish. */
+  shutdownSignal: AbortSignal;
+  healthPollMs: number;
+}
+
+/** Every service the server answers for, as reflection lists them. */
+export const SERVED_SERVICES = [
+  EmbedderService.typeName,
+  Health.typeName,
+  ServerReflectionV1.typeName,
+  ServerReflectionV1alpha.typeName,
+] as const;
+
+/**
+ * The one request listener behind both HTTP versions: it settles the request
+ * id (echoed in `x-request-id` on every answer, errors included), gives the
+ * request to the Connect router when the path is an rpc (gRPC, gRPC-Web,
+ * Connect; EmbedderService, grpc.health.v1, reflection v1 and v1alpha), and to
+ * the REST transcoder otherwise. Both call the same EmbedderService
+ * implementation.
+ */
+export function createRequestListener(options: RequestListenerOptions): NodeRequestListener {
+  const embedderService = createEmbedderService({ embedder: options.embedder, limits: options.limits });
+  const health = createHealthService({
+    embedder: options.embedder,
+    services: [EmbedderService.typeName],
+    pollMs: options.healthPollMs,
+    shutdownSignal: options.shutdownSignal,
+  });
+  const reflection = createReflectionServices(
+    [
+      file_sutra_embedder_v1_embedder,
+      file_grpc_health_v1_health,
+      file_grpc_reflection_v1_reflection,
+      file_grpc_reflection_v1alpha_reflection,
+      file_google_rpc_status,
+      file_google_rpc_error_details,
+    ],
+    SERVED_SERVICES,
+  );
+  const connect = createConnectHandler({
+    routes: (router) =>
+      router
+        .service(EmbedderService, embedderService)
+        .service(Health, health)
+        .service(ServerReflectionV1, reflection.v1)
+        .service(ServerReflectionV1alpha, reflection.v1alpha),
+    maxBodyBytes: options.limits.maxBodyBytes,
+    interceptors: [createErrorInterceptor(options.logger)],
+    logger: options.logger,
+  });
+  const rest = createRestHandler({
+    services: [createServiceImplSpec<typeof EmbedderService>(EmbedderService, embedderService)],
+    maxBodyBytes: options.limits.maxBodyBytes,
+    logger: options.logger,
+    statusOf: restStatusOf,
+  });
+  return (request, response) => {
+    const requestId = resolveRequestId(request.headers[REQUEST_ID_HEADER]);
+    response.setHeader(REQUEST_ID_HEADER, requestId);
+    if (!connect(request, response, requestId)) void rest(request, response, requestId);
+  };
+}
+
+/** `GET /v1/health` answers 503 when the service is unhealthy (DESIGN section 4, "Health"), 200 otherwise. */
+function restStatusOf(method: DescMethod, response: Message): number | undefined {
+  const unhealthy =
+    method === EmbedderService.method.getHealth &&
+    isMessage(response, GetHealthResponseSchema) &&
+    response.status === HealthStatus.UNHEALTHY;
+  return unhealthy ? 503 : undefined;
+}

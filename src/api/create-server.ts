@@ -1,0 +1,165 @@
+import http from "node:http";
+import http2 from "node:http2";
+import type { Http2Session } from "node:http2";
+import net from "node:net";
+import type { Logger } from "pino";
+import type { Embedder } from "../domain/types.js";
+import { createRequestListener } from "./create-request-listener.js";
+import type { NodeRequestListener } from "./node-types.js";
+
+/** What the transport layer needs from the rest of the service. */
+export interface ServerDeps {
+  /** The pipeline: the one seam every transport calls. */
+  embedder: Embedder;
+  logger: Logger;
+  limits: {
+    /** Most texts per request (`SUTRA_MAX_INPUTS`). */
+    maxInputs: number;
+    /** Largest request body (REST, Connect unary) or message (gRPC, gRPC-Web, streams), in bytes (`SUTRA_MAX_BODY_BYTES`). */
+    maxBodyBytes: number;
+  };
+  /** PEM certificate and key; when given, the port speaks TLS only, with ALPN h2 and http/1.1. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  /** How often grpc.health.v1 Watch streams look for a state change, in ms (default 1000). */
+  healthPollMs?: number;
+}
+
+/** The first bytes an HTTP/2 client with prior knowledge sends; no HTTP/1 request starts with them. */
+const HTTP2_PREFACE_START = Buffer.from("PRI * HTTP/2.0");
+
+/** While closing, how often HTTP/1.1 connections that have turned idle are closed. */
+const IDLE_SWEEP_MS = 100;
+
+/** A connection that has not said which protocol it speaks within this time is dropped. */
+const SNIFF_TIMEOUT_MS = 30_000;
+
+/**
+ * Creates the server, not yet listening (main listens). One port serves
+ * HTTP/1.1 and HTTP/2: in cleartext by looking at each connection's first
+ * bytes (the HTTP/2 preface means h2c with prior knowledge, anything else goes
+ * to the HTTP/1.1 server), with TLS by ALPN (h2, http/1.1). Both carry gRPC,
+ * gRPC-Web, Connect, grpc.health.v1, reflection and the REST routes.
+ *
+ * The sniffing is ours rather than @httptoolkit/httpolyglot's: that package
+ * hands HTTP/2 sockets over as JS streams, which measured about 17 times slower
+ * for HTTP/2 requests on Node 20, while Node's HTTP/2 server takes the native
+ * socket with the peeked bytes put back.
+ *
+ * `close()` also starts a graceful drain: HTTP/2 sessions get GOAWAY (streams
+ * in flight finish), health Watch streams end, idle HTTP/1.1 connections close
+ * and later HTTP/1.1 answers carry `connection: close`; its callback runs once
+ * every connection has ended.
+ *
+ * An HTTP/2 request we answered before its body ended (an early error such as
+ * PAYLOAD_TOO_LARGE) keeps being read and dropped, so the client gets the
+ * answer rather than a reset; some clients (connect-node 2.1) then stop
+ * sending without ending their side, so such streams are reset with NO_ERROR
+ * (RFC 9113 section 8.1) once the server closes, instead of holding it open.
+ */
+export function createServer(deps: ServerDeps): net.Server {
+  const shutdown = new AbortController();
+  const sessions = new Set<Http2Session>();
+  let closing = false;
+  const listener = createRequestListener({
+    embedder: deps.embedder,
+    logger: deps.logger,
+    limits: deps.limits,
+    shutdownSignal: shutdown.signal,
+    healthPollMs: deps.healthPollMs ?? 1000,
+  });
+  const answeredEarly = new Set<http2.ServerHttp2Stream>();
+  const serve: NodeRequestListener = (request, response) => {
+    if (closing && request.httpVersionMajor === 1) response.setHeader("connection", "close");
+    if ("stream" in request) {
+      // Runs after the compatibility layer queued the trailers: the answer is complete.
+      request.stream.once("wantTrailers", () => {
+        if (!request.complete) endAnsweredStream(request.stream);
+      });
+    }
+    listener(request, response);
+  };
+  const endAnsweredStream = (stream: http2.ServerHttp2Stream): void => {
+    if (closing) {
+      stream.close(http2.constants.NGHTTP2_NO_ERROR);
+      return;
+    }
+    answeredEarly.add(stream);
+    stream.once("close", () => answeredEarly.delete(stream));
+  };
+  const trackSession = (session: Http2Session): void => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  };
+
+  let server: net.Server;
+  let closeIdleConnections: () => void;
+  if (deps.tls !== undefined) {
+    const secure = http2.createSecureServer(
+      { cert: deps.tls.cert, key: deps.tls.key, allowHTTP1: true, ALPNProtocols: ["h2", "http/1.1"] },
+      serve,
+    );
+    secure.on("session", trackSession);
+    // Node gives an allowHTTP1 secure server this http.Server method; its types do not say so.
+    const withHttp1 = secure as typeof secure & Partial<Pick<http.Server, "closeIdleConnections">>;
+    closeIdleConnections = () => withHttp1.closeIdleConnections?.();
+    server = secure;
+  } else {
+    const cleartext2 = http2.createServer(serve);
+    cleartext2.on("session", trackSession);
+    const cleartext1 = http.createServer(serve);
+    server = net.createServer((socket) => handOver(socket, cleartext1, cleartext2));
+    // Node starts an HTTP/1.1 server's connection tracking (header and request timeouts,
+    // closing idle connections) on its own "listening"; this one never listens itself.
+    server.on("listening", () => cleartext1.emit("listening"));
+    server.on("close", () => cleartext1.close(() => undefined));
+    closeIdleConnections = () => cleartext1.closeIdleConnections();
+  }
+
+  const close = server.close.bind(server);
+  server.close = (callback?: (error?: Error) => void) => {
+    closing = true;
+    shutdown.abort();
+    for (const stream of answeredEarly) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    for (const session of sessions) session.close();
+    closeIdleConnections();
+    // HTTP/1.1 connections busy now turn idle later (keep-alive was promised before closing).
+    const sweep = setInterval(closeIdleConnections, IDLE_SWEEP_MS).unref();
+    server.once("close", () => clearInterval(sweep));
+    close(callback);
+    return server;
+  };
+  return server;
+}
+
+/**
+ * Reads a connection's first bytes, puts them back, and hands the socket to
+ * the HTTP/2 server when they are the HTTP/2 preface, else to the HTTP/1.1
+ * server (which also answers garbage with 400).
+ */
+function handOver(socket: net.Socket, http1: http.Server, cleartext2: http2.Http2Server): void {
+  let seen = Buffer.alloc(0);
+  const drop = (): void => {
+    socket.destroy();
+  };
+  socket.on("error", drop);
+  socket.setTimeout(SNIFF_TIMEOUT_MS, drop);
+  const peek = (): void => {
+    const chunk = socket.read() as Buffer | null;
+    if (chunk === null) {
+      socket.once("readable", peek);
+      return;
+    }
+    seen = Buffer.concat([seen, chunk]);
+    const compared = Math.min(seen.byteLength, HTTP2_PREFACE_START.byteLength);
+    const http2Preface = seen.subarray(0, compared).equals(HTTP2_PREFACE_START.subarray(0, compared));
+    if (http2Preface && seen.byteLength < HTTP2_PREFACE_START.byteLength) {
+      socket.once("readable", peek);
+      return;
+    }
+    socket.off("error", drop);
+    socket.setTimeout(0);
+    socket.unshift(seen);
+    (http2Preface ? cleartext2 : http1).emit("connection", socket);
+  };
+  socket.once("readable", peek);
+}

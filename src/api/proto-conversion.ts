@@ -1,0 +1,190 @@
+import type { DescEnum, MessageInitShape } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { EmbedderError } from "../domain/errors.js";
+import type {
+  EmbedRequest,
+  EmbedResult,
+  EmbeddingType,
+  EngineConfig,
+  HardwareProfileName,
+  HealthReport,
+  ModelDescription,
+  QuantizationChoice,
+  TruncateMode,
+} from "../domain/types.js";
+import {
+  EmbeddingTypeSchema,
+  HardwareProfileSchema,
+  HealthStatusSchema,
+  ModelStatusSchema,
+  QuantizationSchema,
+  TruncateSchema,
+} from "../../gen/sutra/embedder/v1/embedder_pb.js";
+import type {
+  EmbeddingConfig,
+  GenerateEmbeddingsRequest,
+  GenerateEmbeddingsResponseSchema,
+  GetHealthResponseSchema,
+  ListModelsRequest,
+  ListModelsResponseSchema,
+  ModelSchema,
+} from "../../gen/sutra/embedder/v1/embedder_pb.js";
+import { enumValueFromWord, enumWordOf } from "./enum-words.js";
+
+/**
+ * Converts a GenerateEmbeddings request (from any transport) into the domain
+ * request, filling the defaults the transport owns: truncate END, normalize
+ * true, embedding types [float], unset config fields stay unset. Enum values
+ * the schema does not declare (possible on the wire, proto3 enums are open) are
+ * rejected with INVALID_ARGUMENT; range checks are left to validateEmbedRequest.
+ */
+export function toEmbedRequest(message: GenerateEmbeddingsRequest, requestId: string): EmbedRequest {
+  const embeddingTypes = [
+    ...new Set(
+      message.embeddingTypes
+        .map((type) => domainEnum<EmbeddingType>(EmbeddingTypeSchema, type, "embedding_types"))
+        .filter((type) => type !== undefined),
+    ),
+  ];
+  return {
+    requestId,
+    texts: message.texts,
+    dimensions: message.dimensions,
+    model: message.model,
+    config: toEngineConfig(message.config),
+    instruction: message.instruction === "" ? undefined : message.instruction,
+    promptName: message.promptName === "" ? undefined : message.promptName,
+    truncate: domainEnum<TruncateMode>(TruncateSchema, message.truncate, "truncate") ?? "end",
+    normalize: message.normalize ?? true,
+    embeddingTypes: embeddingTypes.length === 0 ? ["float"] : embeddingTypes,
+    allowCrossModelFallback: message.allowCrossModelFallback,
+    user: message.user === "" ? undefined : message.user,
+  };
+}
+
+function toEngineConfig(config: EmbeddingConfig | undefined): EngineConfig {
+  if (config === undefined) return {};
+  const engine: EngineConfig = {};
+  const quantization =
+    config.quantization === undefined
+      ? undefined
+      : domainEnum<QuantizationChoice>(QuantizationSchema, config.quantization, "config.quantization");
+  const hardwareProfile =
+    config.hardwareProfile === undefined
+      ? undefined
+      : domainEnum<HardwareProfileName>(HardwareProfileSchema, config.hardwareProfile, "config.hardware_profile");
+  if (quantization !== undefined) engine.quantization = quantization;
+  if (config.useFp16 !== undefined) engine.useFp16 = config.useFp16;
+  if (config.batchSize !== undefined) engine.batchSize = config.batchSize;
+  if (config.binaryQuantization !== undefined) engine.binaryQuantization = config.binaryQuantization;
+  if (hardwareProfile !== undefined) engine.hardwareProfile = hardwareProfile;
+  return engine;
+}
+
+/**
+ * The domain word of an enum number: undefined for the zero (UNSPECIFIED)
+ * value, INVALID_ARGUMENT for a number the schema does not declare. The domain
+ * unions are spelled with exactly these words (a unit test checks it).
+ */
+function domainEnum<T extends string>(schema: DescEnum, number: number, field: string): T | undefined {
+  if (number === 0) return undefined;
+  const word = enumWordOf(schema, number);
+  if (word === undefined) {
+    throw new EmbedderError("INVALID_ARGUMENT", `${field} has an unknown value ${number}`, {
+      details: { field, value: number },
+    });
+  }
+  return word as T;
+}
+
+/** The enum number of a domain word, 0 (UNSPECIFIED) when the word is not declared. */
+function protoEnum(schema: DescEnum, word: string): number {
+  return enumValueFromWord(schema, word)?.number ?? 0;
+}
+
+/**
+ * Converts the pipeline's answer into a GenerateEmbeddingsResponse: each
+ * encoding the request asked for goes into its `Embedding` field (signed
+ * encodings as their two's-complement bytes), and the run, timings, usage and
+ * metadata into their messages.
+ */
+export function toGenerateEmbeddingsResponse(
+  result: EmbedResult,
+  requestId: string,
+): MessageInitShape<typeof GenerateEmbeddingsResponseSchema> {
+  const { timings } = result;
+  const count = result.embeddings.length;
+  return {
+    embeddings: result.embeddings.map((embedding) => ({
+      values: embedding.float === undefined ? [] : Array.from(embedding.float),
+      int8: bytesOf(embedding.int8),
+      uint8: bytesOf(embedding.uint8),
+      binary: bytesOf(embedding.binary),
+      ubinary: bytesOf(embedding.ubinary),
+    })),
+    modelInfo: { ...result.run },
+    performance: {
+      latencyMs: timings.totalMs,
+      throughputEmbPerSec: timings.totalMs > 0 ? (count * 1000) / timings.totalMs : 0,
+      queueMs: timings.queueMs,
+      inferenceMs: timings.inferenceMs,
+      tokenizationMs: timings.tokenizationMs,
+      memoryUsageMb: process.memoryUsage.rss() / (1024 * 1024),
+      gpuUtilization: 0,
+    },
+    metadata: {
+      requestId,
+      timestamp: timestampNow(),
+      hardwareProfile: protoEnum(HardwareProfileSchema, result.hardwareProfile),
+      truncatedInputs: result.truncatedInputs,
+      dimensionsPolicy: result.dimensionsPolicy,
+    },
+    usage: { promptTokens: result.promptTokens, totalTokens: result.promptTokens },
+  };
+}
+
+function bytesOf(array: Int8Array | Uint8Array | undefined): Uint8Array {
+  return array === undefined ? new Uint8Array(0) : new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
+}
+
+/** The ListModels filter of the domain: zero values do not filter. */
+export function toModelFilter(message: ListModelsRequest): { dimensions?: number; hardwareProfile?: HardwareProfileName } {
+  const hardwareProfile = domainEnum<HardwareProfileName>(HardwareProfileSchema, message.hardwareProfile, "hardware_profile");
+  return {
+    ...(message.dimensions === 0 ? {} : { dimensions: message.dimensions }),
+    ...(hardwareProfile === undefined ? {} : { hardwareProfile }),
+  };
+}
+
+/** Converts catalog entries into a ListModelsResponse. */
+export function toListModelsResponse(models: ModelDescription[]): MessageInitShape<typeof ListModelsResponseSchema> {
+  return { models: models.map(toModel) };
+}
+
+function toModel(model: ModelDescription): MessageInitShape<typeof ModelSchema> {
+  return {
+    ...model,
+    status: protoEnum(ModelStatusSchema, model.status),
+    hardwareProfiles: model.hardwareProfiles.map((profile) => protoEnum(HardwareProfileSchema, profile)),
+  };
+}
+
+/** Converts the health report into a GetHealthResponse. */
+export function toGetHealthResponse(report: HealthReport): MessageInitShape<typeof GetHealthResponseSchema> {
+  return {
+    status: protoEnum(HealthStatusSchema, report.state),
+    checks: report.checks,
+    performance: report.performance,
+    cache: {
+      enabled: report.cache.enabled,
+      entries: BigInt(Math.trunc(report.cache.entries)),
+      hits: BigInt(Math.trunc(report.cache.hits)),
+      misses: BigInt(Math.trunc(report.cache.misses)),
+    },
+    version: report.version,
+    uptimeSeconds: report.uptimeSeconds,
+    hardwareProfile: protoEnum(HardwareProfileSchema, report.hardwareProfile),
+    executionProvider: report.executionProvider,
+    defaultModel: report.defaultModel,
+  };
+}

@@ -1,0 +1,52 @@
+import { randomUUID } from "node:crypto";
+import { createContextKey } from "@connectrpc/connect";
+import type { HandlerContext } from "@connectrpc/connect";
+import type { StageTimings } from "../domain/types.js";
+
+/** Header that carries the request id in both directions. */
+export const REQUEST_ID_HEADER = "x-request-id";
+
+/**
+ * Context value holding the request id of the call, so service implementations
+ * see the same id as the `x-request-id` response header and the logs, whatever
+ * the transport (Connect router or REST transcoder).
+ */
+export const requestIdKey = createContextKey<string>("", { description: "sutra request id" });
+
+/**
+ * The request id of a call as its handler sees it. The server sets it for every
+ * request; a handler invoked without one (an in-memory router in tests) gets a
+ * fresh id, stored so that every later look-up agrees.
+ */
+export function requestIdOf(context: HandlerContext): string {
+  const known = context.values.get(requestIdKey);
+  if (known !== "") return known;
+  const fresh = randomUUID();
+  context.values.set(requestIdKey, fresh);
+  return fresh;
+}
+
+const SANE_REQUEST_ID = /^[A-Za-z0-9._:@\/+=-]{1,128}$/;
+
+/**
+ * The request id of a call: the client's `x-request-id` when it is sane (1..128
+ * visible token characters, so it is safe in logs and headers), otherwise a
+ * fresh UUID. Echoing a client's id lets it correlate its own logs with ours.
+ */
+export function resolveRequestId(clientValue: string | string[] | undefined | null): string {
+  const value = Array.isArray(clientValue) ? clientValue[0] : clientValue;
+  return value !== undefined && value !== null && SANE_REQUEST_ID.test(value) ? value : randomUUID();
+}
+
+/**
+ * The timing headers Hugging Face TEI sends, in whole milliseconds as TEI does:
+ * `x-total-time`, `x-tokenization-time`, `x-queue-time`, `x-inference-time`.
+ */
+export function timingHeaders(timings: StageTimings): Record<string, string> {
+  return {
+    "x-total-time": String(Math.round(timings.totalMs)),
+    "x-tokenization-time": String(Math.round(timings.tokenizationMs)),
+    "x-queue-time": String(Math.round(timings.queueMs)),
+    "x-inference-time": String(Math.round(timings.inferenceMs)),
+  };
+}

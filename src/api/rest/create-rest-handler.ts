@@ -1,0 +1,146 @@
+import { create } from "@bufbuild/protobuf";
+import type { DescMethod, JsonValue, Message } from "@bufbuild/protobuf";
+import { createContextValues, createHandlerContext } from "@connectrpc/connect";
+import type { MethodImplSpec, ServiceImplSpec } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import { EmbedderError } from "../../domain/errors.js";
+import { sendJson } from "../node-types.js";
+import type { NodeRequest, NodeResponse } from "../node-types.js";
+import { requestIdKey } from "../request-context.js";
+import { logEmbedderError } from "../to-connect-error.js";
+import { readBody } from "./read-body.js";
+import { messageToRestJson, restRequestToMessage } from "./rest-json.js";
+import { createRouteTable, findRoute } from "./route-table.js";
+import type { RouteMatch } from "./route-table.js";
+import { writeRestError } from "./write-rest-error.js";
+
+/** What the REST transcoder needs. */
+export interface RestHandlerOptions {
+  /** The service implementations, as the Connect router also serves them. */
+  services: readonly ServiceImplSpec[];
+  maxBodyBytes: number;
+  logger: Logger;
+  /** HTTP status of a successful answer when it is not 200 (e.g. 503 for an unhealthy health report). */
+  statusOf?: (method: DescMethod, response: Message) => number | undefined;
+}
+
+/** Serves one REST request; it never rejects (failures become the REST error envelope). */
+export type RestHandler = (request: NodeRequest, response: NodeResponse, requestId: string) => Promise<void>;
+
+/**
+ * Creates the REST transcoder: routes come from the services' `google.api.http`
+ * annotations (createRouteTable), a request becomes the rpc's request message
+ * (path variables, body, query; both JSON spellings), the same implementation
+ * the Connect router runs is called with a handler context of protocol "rest",
+ * and the answer is rendered in the REST JSON mapping with the headers the
+ * implementation set (timing headers). Unknown routes are ROUTE_NOT_FOUND;
+ * annotated streaming rpcs are NOT_IMPLEMENTED over REST for now.
+ */
+export function createRestHandler(options: RestHandlerOptions): RestHandler {
+  const routes = createRouteTable(options.services.map((spec) => spec.service));
+  const implementations = new Map<DescMethod, MethodImplSpec>();
+  for (const spec of options.services) {
+    for (const method of Object.values(spec.methods)) implementations.set(method.method, method);
+  }
+  return async (request, response, requestId) => {
+    const url = new URL(request.url ?? "/", "http://localhost");
+    const httpMethod = request.method ?? "GET";
+    try {
+      const match = findRoute(routes, httpMethod, url.pathname);
+      if (match === undefined) {
+        throw new EmbedderError("ROUTE_NOT_FOUND", `no route for ${httpMethod} ${url.pathname}`, {
+          details: { method: httpMethod, path: url.pathname },
+        });
+      }
+      const implementation = implementations.get(match.route.method);
+      if (implementation?.kind !== "unary") {
+        throw new EmbedderError("NOT_IMPLEMENTED", `${match.route.method.name} is not implemented over REST yet`, {
+          details: { rpc: `${match.route.method.parent.typeName}/${match.route.method.name}` },
+        });
+      }
+      const body = match.route.body === "" ? undefined : await readJsonBody(request, options.maxBodyBytes);
+      // The OpenAI dialect of POST /v1/embeddings (a body with `input` instead of `texts`) dispatches here.
+      await callUnary(options, implementation, match, { request, response, requestId, url, body });
+    } catch (reason) {
+      const error = EmbedderError.from(reason);
+      logEmbedderError(options.logger, error, { requestId, method: httpMethod, path: url.pathname });
+      writeRestError(response, error, requestId);
+    }
+  };
+}
+
+interface RestCall {
+  request: NodeRequest;
+  response: NodeResponse;
+  requestId: string;
+  url: URL;
+  body: JsonValue | undefined;
+}
+
+async function callUnary(
+  options: RestHandlerOptions,
+  implementation: Extract<MethodImplSpec, { kind: "unary" }>,
+  match: RouteMatch,
+  call: RestCall,
+): Promise<void> {
+  const { method } = implementation;
+  const input = restRequestToMessage(method.input, {
+    body: call.body,
+    bodyField: match.route.body,
+    variables: match.variables,
+    query: call.url.searchParams,
+  });
+  const clientGone = new AbortController();
+  call.response.once("close", () => {
+    if (!call.response.writableFinished) clientGone.abort();
+  });
+  const context = createHandlerContext({
+    service: method.parent,
+    method,
+    protocolName: "rest",
+    requestMethod: call.request.method ?? "GET",
+    url: call.url.toString(),
+    requestSignal: clientGone.signal,
+    requestHeader: webHeaders(call.request),
+    contextValues: createContextValues().set(requestIdKey, call.requestId),
+  });
+  try {
+    const output = create(method.output, await implementation.impl(input, context));
+    const rendered = messageToRestJson(method.output, output);
+    const body = match.route.responseBody === "" ? rendered : pickField(rendered, match.route.responseBody);
+    const headers: Record<string, string> = {};
+    context.responseHeader.forEach((value, name) => {
+      headers[name] = value;
+    });
+    sendJson(call.response, options.statusOf?.(method, output) ?? 200, headers, body);
+  } finally {
+    context.abort();
+  }
+}
+
+async function readJsonBody(request: NodeRequest, maxBytes: number): Promise<JsonValue | undefined> {
+  const bytes = await readBody(request, maxBytes);
+  const text = bytes.toString("utf8");
+  if (text.trim() === "") return undefined;
+  try {
+    return JSON.parse(text) as JsonValue;
+  } catch (error) {
+    throw new EmbedderError("INVALID_ARGUMENT", `the request body is not valid JSON: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+}
+
+function pickField(json: JsonValue, name: string): JsonValue {
+  return json !== null && typeof json === "object" && !Array.isArray(json) ? (json[name] ?? null) : null;
+}
+
+/** Node headers as Fetch headers, without HTTP/2 pseudo-headers. */
+function webHeaders(request: NodeRequest): Headers {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(request.headers)) {
+    if (name.startsWith(":") || value === undefined) continue;
+    for (const item of Array.isArray(value) ? value : [value]) headers.append(name, item);
+  }
+  return headers;
+}
