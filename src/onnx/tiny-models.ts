@@ -1,5 +1,5 @@
 import { mkdir, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import * as ort from "onnxruntime-node";
 import type { ModelProto } from "../../gen/onnx/onnx_pb.js";
 import { createGraphBuilder, valueInfo, type GraphBuilder } from "./graph-builder.js";
@@ -374,7 +374,7 @@ function decoderTokenizerJson() {
 }
 
 async function writeJson(dir: string, file: string, value: unknown) {
-  await mkdir(join(dir, file, ".."), { recursive: true });
+  await mkdir(dirname(join(dir, file)), { recursive: true });
   await writeFile(join(dir, file), `${JSON.stringify(value, null, 2)}\n`);
 }
 

@@ -20,7 +20,7 @@ function seeded(seed: number) {
 }
 
 /** y = x @ W (+ bias) for x [batch, rows, K]; a second MatMul on the same x when `twin` is set. */
-function matmulModel(k: number, n: number, options: { bias?: Float32Array; twin?: boolean; seed?: number } = {}) {
+function matmulModel(k: number, n: number, options: { bias?: Float32Array; twin?: boolean; seed?: number; opset?: number } = {}) {
   const random = seeded(options.seed ?? 1);
   const weights = Float32Array.from({ length: k * n }, () => random());
   const g = createGraphBuilder("matmul");
@@ -33,7 +33,7 @@ function matmulModel(k: number, n: number, options: { bias?: Float32Array; twin?
     g.op("MatMul", { inputs: [x, g.constFloat([k, n], weights.map((value) => -value), "twin_weight")], outputs: ["z"] });
     g.output(valueInfo("z", DataType.FLOAT, ["batch", "rows", n]));
   }
-  return { model: buildModel(g), weights };
+  return { model: buildModel(g, { opset: options.opset }), weights };
 }
 
 async function run(model: ModelProto, x: Float32Array, dims: number[], output = "y"): Promise<Float32Array> {
@@ -166,6 +166,19 @@ describe("int8 dynamic quantization", () => {
     expect(count).toBe(2);
     expect(opTypes(quantized).filter((op) => op === "QuantizeLinear")).toHaveLength(1);
     expect(opTypes(quantized).filter((op) => op === "MatMulIntegerToFloat")).toHaveLength(2);
+  });
+
+  it("emits opset-appropriate reductions (axes as an input from opset 18) and refuses opsets below 13", async () => {
+    const k = 32;
+    const { model, weights } = matmulModel(k, 8, { opset: 18 });
+    const quantized = quantizeMatMulsInt8(model).model;
+    const reduceMax = quantized.graph!.node.find((node) => node.opType === "ReduceMax")!;
+    expect(reduceMax.input).toHaveLength(2);
+    const x = Float32Array.from({ length: 4 * k }, seeded(21));
+    const actual = await run(quantized, x, [1, 4, k]);
+    const expected = exactProduct(x, weights, k, 8);
+    expect(cosineSimilarity(actual, expected)).toBeGreaterThan(0.9999);
+    expect(() => quantizeMatMulsInt8(matmulModel(k, 8, { opset: 12 }).model)).toThrow(/opset 12/);
   });
 
   it("leaves excluded MatMuls in float32", () => {

@@ -37,12 +37,13 @@ interface SharedConstants {
   zeroPoint: string;
   divisor: string;
   floor: string;
-  rowAxis: string;
+  /** The reduction axis as an input (opset >= 18 takes it so); undefined below 18. */
+  rowAxis?: string;
   one: string;
 }
 
 function reduce(editor: GraphEditor, opType: "ReduceMax" | "ReduceMin", input: string, constants: SharedConstants) {
-  return editor.opsetVersion() >= 18
+  return constants.rowAxis
     ? editor.add(opType, [input, constants.rowAxis], { attributes: { keepdims: { int: 0 } } })
     : editor.add(opType, [input], { attributes: { axes: { ints: [1] }, keepdims: { int: 0 } } });
 }
@@ -92,10 +93,9 @@ export function quantizeMatMulsInt8(model: ModelProto, options: Int8DynamicOptio
     zeroPoint: editor.addInitializer("quant_zero_point", makeTensor("", { dataType: DataType.UINT8, dims: [], data: Uint8Array.of(128) })),
     divisor: editor.addInitializer("quant_divisor", floatTensor("", [], [127])),
     floor: editor.addInitializer("quant_floor", floatTensor("", [], [MIN_ROW_SCALE])),
-    rowAxis: editor.addInitializer("quant_row_axis", int64Tensor("", [1], [1])),
+    rowAxis: editor.opsetVersion() >= 18 ? editor.addInitializer("quant_row_axis", int64Tensor("", [1], [1])) : undefined,
     one: editor.addInitializer("quant_one", int64Tensor("", [1], [1])),
   };
-  if (editor.opsetVersion() < 18) editor.removeInitializer(constants.rowAxis);
   const quantizedActivations = new Map<string, ReturnType<typeof quantizeRows>>();
   for (const matmul of matmuls) {
     let rows = quantizedActivations.get(matmul.activations);
