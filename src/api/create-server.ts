@@ -117,6 +117,10 @@ export function createServer(deps: ServerDeps): net.Server {
 
   const close = server.close.bind(server);
   server.close = (callback?: (error?: Error) => void) => {
+    if (closing) {
+      close(callback);
+      return server;
+    }
     closing = true;
     shutdown.abort();
     for (const stream of answeredEarly) stream.close(http2.constants.NGHTTP2_NO_ERROR);

@@ -236,6 +236,20 @@ describe("REST bad input", () => {
     expect(answer.headers.get("retry-after")).toBe("3");
   });
 
+  it("cancels the embedder's work when the client goes away, and stays healthy", async () => {
+    const abort = new AbortController();
+    const call = fetch(`${server.baseUrl}/v1/embeddings`, {
+      method: "POST",
+      body: JSON.stringify({ texts: ["a"], model: "slow" }),
+      signal: abort.signal,
+    });
+    await expect.poll(() => server.embedder.requests.length).toBe(1);
+    abort.abort();
+    await expect(call).rejects.toThrow();
+    await expect.poll(() => server.embedder.cancelled).toBe(1);
+    expect((await rest("/v1/health")).status).toBe(200);
+  });
+
   it("sends no embedding for inputs that fail validation", async () => {
     await rest("/v1/embeddings", { body: { texts: [] } });
     await rest("/v1/embeddings", { body: { texts: ["a"], dimensions: 8000 } });
