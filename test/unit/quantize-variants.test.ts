@@ -4,7 +4,7 @@ import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createGraphBuilder, valueInfo } from "../../src/onnx/graph-builder.js";
-import { buildModel, encodeModel } from "../../src/onnx/model-io.js";
+import { buildModel, encodeModel, readModel } from "../../src/onnx/model-io.js";
 import { buildPrecisionVariants, toManifestVariants, type VariantBuildResult } from "../../src/onnx/quantize/build-variants.js";
 import { collectCalibrationRows, judgeQuality, type Feeds } from "../../src/onnx/quantize/quality-gate.js";
 import { DataType } from "../../src/onnx/tensor.js";
@@ -115,6 +115,18 @@ describe.each([
     expect(byPrecision.int8.gate!.minCosine).toBeGreaterThanOrEqual(0.995);
     expect(byPrecision.int8.gate!.meanCosine).toBeGreaterThanOrEqual(0.998);
     expect(Object.keys(toManifestVariants(built.results)).sort()).toEqual(["fp16", "int8"]);
+  });
+
+  it("stores what int8 leaves in float (the embedding table) as float16, its scales as float32", async () => {
+    const model = await readModel(join(dir, "onnx", "model_int8.onnx"));
+    const initializers = new Map(model.graph!.initializer.map((tensor) => [tensor.name, tensor]));
+    const embeddings = model.graph!.node.find((node) => node.opType === "Gather" && initializers.get(node.input[0]) === undefined);
+    expect(embeddings, "the embedding Gather reads a Cast of a float16 table").toBeDefined();
+    expect(model.graph!.initializer.some((tensor) => tensor.dataType === DataType.FLOAT16)).toBe(true);
+    for (const node of model.graph!.node.filter((candidate) => candidate.opType === "MatMulIntegerToFloat")) {
+      expect(initializers.get(node.input[1])!.dataType).toBe(DataType.INT8);
+      expect(initializers.get(node.input[3])!.dataType).toBe(DataType.FLOAT);
+    }
   });
 
   it("does not write a variant that fails its gate, removes a stale one, and says why", async () => {

@@ -7,6 +7,8 @@ import { toFloat16Array } from "./float16.js";
 export interface Float16WeightOptions {
   /** Float initializers with fewer elements stay float32 (a Cast costs more than it saves). Default 1024. */
   minElements?: number;
+  /** Initializer names to keep in float32 (e.g. quantization scales a fused kernel needs as constants). */
+  exclude?: readonly string[];
 }
 
 /** What {@link convertWeightsToFloat16} did. */
@@ -25,10 +27,11 @@ export interface Float16WeightResult {
  */
 export function convertWeightsToFloat16(model: ModelProto, options: Float16WeightOptions = {}): Float16WeightResult {
   const minElements = options.minElements ?? 1024;
+  const excluded = new Set(options.exclude ?? []);
   const editor = createGraphEditor(model);
   let converted = 0;
   for (const tensor of editor.constantInitializers()) {
-    if (tensor.dataType !== DataType.FLOAT || elementCount(tensor.dims.map(Number)) < minElements) continue;
+    if (tensor.dataType !== DataType.FLOAT || elementCount(tensor.dims.map(Number)) < minElements || excluded.has(tensor.name)) continue;
     if (editor.consumerCount(tensor.name) === 0) continue;
     const { dims, data } = readTensor(tensor);
     const stored = editor.addInitializer(`${tensor.name}_fp16`, makeTensor("", { dataType: DataType.FLOAT16, dims, data: toFloat16Array(data as Float32Array) }));
