@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -48,6 +48,15 @@ function maxAbsDiff(actual: ArrayLike<number>[], expected: number[][]): number {
   });
   return worst;
 }
+
+const pythonHasGrpc = (() => {
+  try {
+    execFileSync("/usr/bin/python3", ["-c", "import grpc"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+})();
 
 const valuesOf = (response: GenerateEmbeddingsResponse) => response.embeddings.map((embedding) => embedding.values);
 
@@ -130,6 +139,18 @@ describe("every transport returns the model's vectors (real server, real model)"
     ], { cwd: "/" });
     const body = JSON.parse(stdout) as { embeddings: Array<{ values: number[] }> };
     expect(maxAbsDiff(body.embeddings.map((embedding) => embedding.values), expected)).toBeLessThanOrEqual(1e-6);
+  });
+
+  it.skipIf(!pythonHasGrpc)(pythonHasGrpc
+    ? "(g) Python grpcio (examples/python/embed_client.py)"
+    : "(g) Python grpcio: skipped because /usr/bin/python3 cannot import grpc (install python3-grpcio)", async () => {
+    const { stdout } = await run("/usr/bin/python3", [
+      new URL("../../examples/python/embed_client.py", import.meta.url).pathname,
+      "--target", `127.0.0.1:${running.port}`, ...TEXTS,
+    ]);
+    const body = JSON.parse(stdout) as { model_id: string; embeddings: number[][] };
+    expect(body.model_id).toBe(DEFAULT_MODEL_ID);
+    expect(maxAbsDiff(body.embeddings, expected)).toBeLessThanOrEqual(1e-6);
   });
 
   it("accepts the seed OpenAPI example request and answers in its REST shape", async () => {
