@@ -9,6 +9,7 @@ import {
   toGenerateEmbeddingsResponse,
   toGetHealthResponse,
   toListModelsResponse,
+  toModel,
   toModelFilter,
 } from "./proto-conversion.js";
 import { requestIdOf, timingHeaders } from "./request-context.js";
@@ -53,6 +54,14 @@ export function createEmbedderService(deps: EmbedderServiceDeps): ServiceImpl<ty
     },
     async listModels(request) {
       return toListModelsResponse(await deps.embedder.listModels(toModelFilter(request)));
+    },
+    async getModel(request) {
+      const models = await deps.embedder.listModels({});
+      const model = models.find((candidate) => candidate.id === request.modelId || candidate.aliases.includes(request.modelId));
+      if (!model) {
+        throw new EmbedderError("UNKNOWN_MODEL", `unknown model "${request.modelId}"`, { details: { model: request.modelId } });
+      }
+      return { model: toModel(model) };
     },
     downloadModel(_request, context) {
       throw notImplemented(context);

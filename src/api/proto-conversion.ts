@@ -161,7 +161,8 @@ export function toListModelsResponse(models: ModelDescription[]): MessageInitSha
   return { models: models.map(toModel) };
 }
 
-function toModel(model: ModelDescription): MessageInitShape<typeof ModelSchema> {
+/** Converts one catalog entry into a Model message. */
+export function toModel(model: ModelDescription): MessageInitShape<typeof ModelSchema> {
   return {
     ...model,
     status: protoEnum(ModelStatusSchema, model.status),
