@@ -55,6 +55,13 @@ export interface SubmitOptions<Context> {
   signal?: AbortSignal;
   /** Passed to the runner with any batch holding this request's items (first item's wins). */
   context: Context;
+  /**
+   * Told of each item as soon as the batch holding it finishes (`slot` is the
+   * item's index in the submission), so streaming callers answer item by item.
+   * When given, vectors are handed over here and not kept: the submission
+   * resolves with an empty `vectors`.
+   */
+  onItem?: (slot: number, vector: Float32Array, executionProvider: string) => void;
 }
 
 /** The batcher: owns the queue, packs batches across requests, never loses an accepted item. */
@@ -88,6 +95,7 @@ interface RequestState<Context> {
   remaining: number;
   cap: number;
   context: Context;
+  onItem?: (slot: number, vector: Float32Array, executionProvider: string) => void;
   settled: boolean;
   resolve(result: SubmitResult): void;
   reject(error: unknown): void;
@@ -156,7 +164,8 @@ export function createBatcher<Item extends BatchItem, Context>(options: BatcherO
           chosen.forEach((entry, index) => {
             const request = entry.request;
             if (request.settled) return;
-            request.results[entry.slot] = output.vectors[index];
+            if (request.onItem === undefined) request.results[entry.slot] = output.vectors[index];
+            else request.onItem(entry.slot, output.vectors[index], output.executionProvider);
             request.executionProvider = output.executionProvider;
             if (!request.batches.has(batchNumber)) {
               request.batches.add(batchNumber);
@@ -195,13 +204,14 @@ export function createBatcher<Item extends BatchItem, Context>(options: BatcherO
       }
       return new Promise<SubmitResult>((resolve, reject) => {
         const request: RequestState<Context> = {
-          results: new Array<Float32Array>(items.length),
+          results: submitOptions.onItem === undefined ? new Array<Float32Array>(items.length) : [],
           inferenceMs: 0,
           executionProvider: "",
           batches: new Set(),
           remaining: items.length,
           cap: Math.max(1, submitOptions.batchSizeCap ?? options.maxBatchSize),
           context: submitOptions.context,
+          onItem: submitOptions.onItem,
           settled: false,
           resolve,
           reject,

@@ -1,3 +1,5 @@
+import type { EmbedderError } from "./errors.js";
+
 /** Weight precision a request may ask for (`binary` = fastest gated variant, packed binary output). */
 export type QuantizationChoice = "none" | "int8" | "int4" | "binary";
 
@@ -127,12 +129,34 @@ export interface HealthReport {
 }
 
 /**
+ * One input's outcome in a streaming call, told as soon as the batch holding
+ * it finishes: its embedding (with what ran it), or the error that this input
+ * alone hit (INPUT_TOO_LONG with `truncate: none`) while the others go on.
+ */
+export type EmbedStreamItem =
+  | { index: number; embedding: EncodedEmbedding; tokens: number; run: RunInfo }
+  | { index: number; error: EmbedderError };
+
+/** What a streaming call resolves with once every item was told: the unary result without the embeddings. */
+export type EmbedStreamResult = Omit<EmbedResult, "embeddings">;
+
+/**
  * The pipeline as the transport layer sees it: the one seam every transport
  * calls (the `Infer` of TEI). Implementations honour `signal`: a request whose
  * client has gone is dropped before inference and rejects with CANCELLED.
  */
 export interface Embedder {
   embed(request: EmbedRequest, signal?: AbortSignal): Promise<EmbedResult>;
+  /**
+   * Embeds like `embed`, through the same batches, but tells `onItem` of each
+   * input as soon as its batch finishes (completion order, with its index)
+   * instead of collecting them. Resolves once every input was told; rejects
+   * for request-wide failures (UNKNOWN_MODEL, OVERLOADED, a failed batch,
+   * CANCELLED, ...), after which no more items come. With no texts it only
+   * resolves the model, variant and dimensions and runs nothing, so a stream
+   * can check its settings when it opens.
+   */
+  embedStream(request: EmbedRequest, onItem: (item: EmbedStreamItem) => void, signal?: AbortSignal): Promise<EmbedStreamResult>;
   listModels(filter: { dimensions?: number; hardwareProfile?: HardwareProfileName }): Promise<ModelDescription[]>;
   health(): HealthReport;
 }

@@ -5,9 +5,11 @@ import { EmbedderError } from "../domain/errors.js";
 import type {
   EmbedRequest,
   EmbedResult,
+  EmbedStreamItem,
   Embedder,
   EmbeddingType,
   HealthReport,
+  RunInfo,
 } from "../domain/types.js";
 import { resolveHardwareProfile, type HardwareProfile } from "../inference/hardware-profile.js";
 import type { InferencePool } from "../inference/pool.js";
@@ -135,11 +137,12 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
   };
   if (cudaRequestedWithoutGpu) noteCudaFallback();
 
-  const embed = async (request: EmbedRequest, signal?: AbortSignal): Promise<EmbedResult> => {
+  /** Admits a call unless shutting down, and counts it until it settles (for draining and failure metrics). */
+  const admit = async (work: () => Promise<EmbedResult>): Promise<EmbedResult> => {
     if (shuttingDown) throw new EmbedderError("SHUTTING_DOWN", "the server is shutting down", { retryAfterMs: 1000 });
     active++;
     try {
-      return await embedAccepted(request, signal);
+      return await work();
     } catch (error) {
       metrics.failuresTotal.inc({ reason: EmbedderError.from(error).reason });
       throw error;
@@ -151,7 +154,8 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
     }
   };
 
-  const embedAccepted = async (request: EmbedRequest, signal?: AbortSignal): Promise<EmbedResult> => {
+  /** Runs an admitted request; with `onItem` (streaming) each input is told as its batch finishes and `embeddings` stays empty. */
+  const embedAccepted = async (request: EmbedRequest, signal?: AbortSignal, onItem?: (item: EmbedStreamItem) => void): Promise<EmbedResult> => {
     const started = performance.now();
     const { model, preset } = await deps.registry.resolve(request.model);
     const { manifest } = model;
@@ -161,21 +165,48 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
       : profile;
     if (requestProfile.wantsCuda && !deps.cudaAvailable) noteCudaFallback();
     const variant = selectVariant(manifest, preset, request.config, requestProfile.precision);
+    const runInfo = (executionProvider: string): RunInfo => ({
+      modelId: manifest.id,
+      name: manifest.name,
+      dimensions: plan.size,
+      qualityScore: manifest.qualityScore ?? 0,
+      sizeMb: model.sizeMb,
+      precision: variant.precision,
+      executionProvider,
+      provider: "local",
+    });
+    if (request.texts.length === 0) {
+      return {
+        embeddings: [],
+        run: runInfo(requestProfile.executionProviders[0]),
+        timings: { totalMs: performance.now() - started, tokenizationMs: 0, queueMs: 0, inferenceMs: 0 },
+        promptTokens: 0,
+        truncatedInputs: [],
+        hardwareProfile: requestProfile.name,
+        dimensionsPolicy: plan.policy,
+      };
+    }
 
     const tokenizeStarted = performance.now();
     const texts = prepareTexts(request.texts, manifest, request.promptName, request.instruction);
     const encodings = await tokenizeAll(model.tokenizer, texts, request.truncate);
     const tokenizationMs = performance.now() - tokenizeStarted;
     const truncatedInputs: number[] = [];
+    /** Indices of the inputs that go to the batcher (a streaming call skips inputs that failed alone). */
+    const submitted: number[] = [];
     let promptTokens = 0;
     encodings.forEach((encoding, index) => {
       if (request.truncate === "none" && encoding.fullLength > manifest.maxTokens) {
-        throw new EmbedderError("INPUT_TOO_LONG", `input ${index} has ${encoding.fullLength} tokens; the model's limit is ${manifest.maxTokens}`, {
+        const error = new EmbedderError("INPUT_TOO_LONG", `input ${index} has ${encoding.fullLength} tokens; the model's limit is ${manifest.maxTokens}`, {
           details: { index, tokens: encoding.fullLength, limit: manifest.maxTokens },
         });
+        if (onItem === undefined) throw error;
+        onItem({ index, error });
+        return;
       }
       if (encoding.truncated) truncatedInputs.push(index);
       promptTokens += encoding.ids.length;
+      submitted.push(index);
     });
     if (signal?.aborted) {
       metrics.cancelledTextsTotal.inc(encodings.length);
@@ -185,44 +216,40 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
     const modelFile = `${model.dir}/${variant.file}`;
     const executionProviders = requestProfile.executionProviders;
     const key = `${modelFile}|${executionProviders.join(",")}`;
-    const queued = performance.now();
-    metrics.queueDepth.set(batcher.queueDepth() + encodings.length);
-    const { vectors, inferenceMs, executionProvider } = await batcher.submit(
-      encodings.map((encoding) => ({ ...encoding, key })),
-      { batchSizeCap: request.config.batchSize, signal, context: { modelFile, manifest, tokenizer: model.tokenizer, executionProviders } },
-    );
-    metrics.queueDepth.set(batcher.queueDepth());
-    const queueMs = Math.max(0, performance.now() - queued - inferenceMs);
-
     const types: EmbeddingType[] = variant.binaryOutput && !request.embeddingTypes.includes("binary")
       ? [...request.embeddingTypes, "binary"]
       : request.embeddingTypes;
-    const embeddings = vectors.map((full) => {
+    const finish = (full: Float32Array) => {
       const vector = plan.policy === "matryoshka" ? full.slice(0, plan.size) : full;
       if (request.normalize || plan.policy === "matryoshka") normalizeInPlace(vector);
       return encodeEmbedding(vector, types);
+    };
+    const tellItem = onItem && ((slot: number, vector: Float32Array, provider: string) => {
+      const index = submitted[slot];
+      onItem({ index, embedding: finish(vector), tokens: encodings[index].ids.length, run: runInfo(provider) });
     });
+
+    const queued = performance.now();
+    metrics.queueDepth.set(batcher.queueDepth() + submitted.length);
+    const { vectors, inferenceMs, executionProvider } = await batcher.submit(
+      submitted.map((index) => ({ ...encodings[index], key })),
+      { batchSizeCap: request.config.batchSize, signal, onItem: tellItem, context: { modelFile, manifest, tokenizer: model.tokenizer, executionProviders } },
+    );
+    metrics.queueDepth.set(batcher.queueDepth());
+    const queueMs = Math.max(0, performance.now() - queued - inferenceMs);
+    const embeddings = vectors.map(finish);
 
     const totalMs = performance.now() - started;
     metrics.stageSeconds.observe({ stage: "tokenize" }, tokenizationMs / 1000);
     metrics.stageSeconds.observe({ stage: "queue" }, queueMs / 1000);
     metrics.stageSeconds.observe({ stage: "inference" }, inferenceMs / 1000);
     metrics.stageSeconds.observe({ stage: "total" }, totalMs / 1000);
-    metrics.embeddingsTotal.inc({ model: manifest.id, precision: variant.precision }, embeddings.length);
+    metrics.embeddingsTotal.inc({ model: manifest.id, precision: variant.precision }, submitted.length);
     recent.push({ at: Date.now(), latencyMs: totalMs });
     if (recent.length > LATENCY_WINDOW) recent.shift();
     return {
       embeddings,
-      run: {
-        modelId: manifest.id,
-        name: manifest.name,
-        dimensions: plan.size,
-        qualityScore: manifest.qualityScore ?? 0,
-        sizeMb: model.sizeMb,
-        precision: variant.precision,
-        executionProvider,
-        provider: "local",
-      },
+      run: runInfo(executionProvider),
       timings: { totalMs, tokenizationMs, queueMs, inferenceMs },
       promptTokens,
       truncatedInputs,
@@ -267,7 +294,11 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
   };
 
   return {
-    embed,
+    embed: (request, signal) => admit(() => embedAccepted(request, signal)),
+    async embedStream(request, onItem, signal) {
+      const { embeddings: _none, ...result } = await admit(() => embedAccepted(request, signal, onItem));
+      return result;
+    },
     health,
     async listModels(filter) {
       return deps.registry.describe().filter((model) =>

@@ -9,6 +9,7 @@ import type { ErrorReason } from "../../src/domain/errors.js";
 import type {
   EmbedRequest,
   EmbedResult,
+  EmbedStreamResult,
   Embedder,
   EncodedEmbedding,
   HealthReport,
@@ -78,6 +79,7 @@ export interface FakeEmbedder extends Embedder {
  * "efficient" and FAKE_MODEL_ID embed; "slow" waits until the signal aborts
  * (for cancellation and deadlines); "fail:<REASON>" throws that EmbedderError
  * (with retryAfterMs 2500 and a detail); anything else is UNKNOWN_MODEL.
+ * `embedStream` embeds like `embed` and then tells every item in input order.
  */
 export function createFakeEmbedder(): FakeEmbedder {
   const fake: FakeEmbedder = {
@@ -121,6 +123,11 @@ export function createFakeEmbedder(): FakeEmbedder {
         hardwareProfile: "medium",
         dimensionsPolicy: request.dimensions === 0 ? "native" : "reduce",
       };
+    },
+    async embedStream(request, onItem, signal): Promise<EmbedStreamResult> {
+      const { embeddings, ...result } = await fake.embed(request, signal);
+      embeddings.forEach((embedding, index) => onItem({ index, embedding, tokens: request.texts[index].split(/\s+/).length, run: result.run }));
+      return result;
     },
     async listModels(filter): Promise<ModelDescription[]> {
       return FAKE_MODELS.filter(

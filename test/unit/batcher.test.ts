@@ -125,4 +125,26 @@ describe("batcher", () => {
     const sizes = runner.batches.filter(({ batch }) => batch.key === "m").map(({ batch }) => batch.items.length);
     expect(sizes).toEqual([2, 2, 1]);
   });
+
+  it("tells onItem of each item as its own batch finishes, before the submission settles", async () => {
+    const runner = controlledRunner();
+    const batcher = createBatcher({ run: runner.run, maxInFlight: 1, maxBatchSize: 2, tokenBudget: 10_000, maxQueue: 100 });
+    const told: Array<[number, number]> = [];
+    let settled = false;
+    const streaming = batcher.submit([item(4), item(4), item(9)], {
+      context: "s",
+      batchSizeCap: 2,
+      onItem: (slot, vector) => told.push([slot, vector[0]]),
+    });
+    void streaming.then(() => (settled = true));
+    await flush();
+    runner.batches[0].release();
+    await flush();
+    expect(told).toEqual([[0, 4], [1, 4]]);
+    expect(settled).toBe(false);
+    runner.batches[1].release();
+    const result = await streaming;
+    expect(told).toEqual([[0, 4], [1, 4], [2, 9]]);
+    expect(result.vectors).toEqual([]);
+  });
 });
