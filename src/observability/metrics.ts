@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { HealthReport, ModelDescription } from "../domain/types.js";
 
 /** Buckets for stage durations, in seconds (0.5 ms .. 10 s). */
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -14,11 +15,19 @@ export interface Metrics {
   batchSize: Histogram;
   batchTokens: Histogram;
   queueDepth: Gauge;
+  requestsInFlight: Gauge;
+  /** Sets where `sutra_queue_depth` reads the batcher's depth at scrape time. */
+  observeQueueDepth(read: () => number): void;
   embeddingsTotal: Counter<"model" | "precision">;
   failuresTotal: Counter<"reason">;
   cancelledTextsTotal: Counter;
   workerReplacementsTotal: Counter;
   inferenceBatchesTotal: Counter;
+  /** Requests by protocol (`http`, `grpc`, `connect`, `grpc-web`), route (template or procedure) and code (HTTP status or Connect code). */
+  requestsTotal: Counter<"protocol" | "route" | "code">;
+  requestSeconds: Histogram<"protocol" | "route">;
+  promptTokensTotal: Counter<"model">;
+  rateLimitedTotal: Counter<"limit">;
 }
 
 /** Creates the metrics of one service instance, with Node's default process metrics. */
@@ -26,6 +35,7 @@ export function createMetrics(): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "sutra_" });
   const registers = [registry];
+  let readQueueDepth = () => 0;
   return {
     registry,
     stageSeconds: new Histogram({
@@ -47,7 +57,18 @@ export function createMetrics(): Metrics {
       buckets: [16, 64, 256, 1024, 4096, 16384, 65536],
       registers,
     }),
-    queueDepth: new Gauge({ name: "sutra_queue_depth", help: "Texts waiting for an inference batch", registers }),
+    queueDepth: new Gauge({
+      name: "sutra_queue_depth",
+      help: "Texts waiting for an inference batch",
+      registers,
+      collect() {
+        this.set(readQueueDepth());
+      },
+    }),
+    requestsInFlight: new Gauge({ name: "sutra_requests_in_flight", help: "Embedding requests accepted and not yet answered", registers }),
+    observeQueueDepth(read) {
+      readQueueDepth = read;
+    },
     embeddingsTotal: new Counter({
       name: "sutra_embeddings_total",
       help: "Embeddings produced",
@@ -62,5 +83,62 @@ export function createMetrics(): Metrics {
     }),
     workerReplacementsTotal: new Counter({ name: "sutra_worker_replacements_total", help: "Inference workers that died and were replaced", registers }),
     inferenceBatchesTotal: new Counter({ name: "sutra_inference_batches_total", help: "Inference batches run", registers }),
+    requestsTotal: new Counter({
+      name: "sutra_requests_total",
+      help: "Requests answered, by protocol, route and code (HTTP status, or Connect code for RPCs)",
+      labelNames: ["protocol", "route", "code"],
+      registers,
+    }),
+    requestSeconds: new Histogram({
+      name: "sutra_request_duration_seconds",
+      help: "Time from a request's arrival to its answer, by protocol and route",
+      labelNames: ["protocol", "route"],
+      buckets: DURATION_BUCKETS,
+      registers,
+    }),
+    promptTokensTotal: new Counter({ name: "sutra_prompt_tokens_total", help: "Tokens embedded, by model", labelNames: ["model"], registers }),
+    rateLimitedTotal: new Counter({
+      name: "sutra_rate_limited_total",
+      help: "Requests refused by a per-principal rate limit, by limit (requests, tokens)",
+      labelNames: ["limit"],
+      registers,
+    }),
   };
+}
+
+/** What the scrape-time gauges read from the running service. */
+export interface ServiceGaugeSource {
+  health(): HealthReport;
+  listModels(filter: Record<string, never>): Promise<ModelDescription[]>;
+}
+
+/**
+ * Registers gauges computed at scrape time from the service itself, so they
+ * cannot drift from what health and ListModels report: models loaded, and the
+ * embedding cache's entries, hits and misses (`sutra_cache_*`, zero while the
+ * cache is off).
+ */
+export function registerServiceGauges(metrics: Metrics, source: ServiceGaugeSource): void {
+  const registers = [metrics.registry];
+  new Gauge({
+    name: "sutra_models_loaded",
+    help: "Models loaded and ready to serve",
+    registers,
+    async collect() {
+      this.set((await source.listModels({})).filter((model) => model.status === "loaded").length);
+    },
+  });
+  const cacheGauge = (name: string, help: string, read: (cache: HealthReport["cache"]) => number): void => {
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(read(source.health().cache));
+      },
+    });
+  };
+  cacheGauge("sutra_cache_entries", "Embeddings held by the cache", (cache) => cache.entries);
+  cacheGauge("sutra_cache_hits", "Cache hits since start", (cache) => cache.hits);
+  cacheGauge("sutra_cache_misses", "Cache misses since start", (cache) => cache.misses);
 }
