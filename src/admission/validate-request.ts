@@ -24,18 +24,23 @@ export const BATCH_SIZE_RANGE = { min: 1, max: 256 } as const;
  * INPUT_TOO_LONG, supported dimensions) belong to the pipeline.
  */
 export function validateEmbedRequest(request: EmbedRequest, limits: RequestLimits): void {
-  const count = request.texts.length;
+  // Token arrays (the OpenAI dialect's pre-tokenized input) are counted and checked like texts.
+  const inputs: ReadonlyArray<{ length: number }> = request.tokenIds ?? request.texts;
+  const name = request.tokenIds === undefined ? "texts" : "input";
+  const count = inputs.length;
   if (count === 0) {
-    throw new EmbedderError("EMPTY_INPUT", "texts must contain at least one text", { details: { count: 0 } });
+    throw new EmbedderError("EMPTY_INPUT", `${name} must contain at least one ${name === "texts" ? "text" : "input"}`, {
+      details: { count: 0 },
+    });
   }
   if (count > limits.maxInputs) {
-    throw new EmbedderError("TOO_MANY_INPUTS", `texts has ${count} entries, more than the limit of ${limits.maxInputs}`, {
+    throw new EmbedderError("TOO_MANY_INPUTS", `${name} has ${count} entries, more than the limit of ${limits.maxInputs}`, {
       details: { count, limit: limits.maxInputs },
     });
   }
-  const emptyIndex = request.texts.findIndex((text) => text.length === 0);
+  const emptyIndex = inputs.findIndex((input) => input.length === 0);
   if (emptyIndex !== -1) {
-    throw new EmbedderError("EMPTY_INPUT", `texts[${emptyIndex}] is empty`, { details: { index: emptyIndex } });
+    throw new EmbedderError("EMPTY_INPUT", `${name}[${emptyIndex}] is empty`, { details: { index: emptyIndex } });
   }
   const { dimensions } = request;
   const dimensionsValid =

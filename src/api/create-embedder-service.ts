@@ -12,6 +12,7 @@ import {
   toModel,
   toModelFilter,
 } from "./proto-conversion.js";
+import { principalKey } from "./access-policy.js";
 import { requestIdOf, timingHeaders } from "./request-context.js";
 import { embedderErrorFor } from "./to-connect-error.js";
 
@@ -35,7 +36,7 @@ export function createEmbedderService(deps: EmbedderServiceDeps): ServiceImpl<ty
     async generateEmbeddings(request, context) {
       const requestId = requestIdOf(context);
       try {
-        const embedRequest = toEmbedRequest(request, requestId);
+        const embedRequest = { ...toEmbedRequest(request, requestId), principal: context.values.get(principalKey) };
         validateEmbedRequest(embedRequest, deps.limits);
         const result = await deps.embedder.embed(embedRequest, context.signal);
         for (const [name, value] of Object.entries(timingHeaders(result.timings))) {

@@ -2,7 +2,9 @@ import { isMessage } from "@bufbuild/protobuf";
 import type { DescMethod, Message } from "@bufbuild/protobuf";
 import { createServiceImplSpec } from "@connectrpc/connect";
 import type { Logger } from "pino";
+import type { AccessControl } from "../admission/access-control.js";
 import type { Embedder } from "../domain/types.js";
+import type { Metrics } from "../observability/metrics.js";
 import { file_google_rpc_error_details } from "../../gen/google/rpc/error_details_pb.js";
 import { file_google_rpc_status } from "../../gen/google/rpc/status_pb.js";
 import { file_grpc_health_v1_health, Health } from "../../gen/grpc/health/v1/health_pb.js";
@@ -23,10 +25,14 @@ import {
 import { createConnectHandler } from "./create-connect-handler.js";
 import { createEmbedderService } from "./create-embedder-service.js";
 import { createHealthService } from "./create-health-service.js";
+import { createHttpHandler } from "./create-http-handler.js";
+import { createOpenAiDialect } from "./openai/create-openai-dialect.js";
 import { createReflectionServices } from "./create-reflection-services.js";
 import type { NodeRequestListener } from "./node-types.js";
 import { REQUEST_ID_HEADER, resolveRequestId } from "./request-context.js";
 import { createRestHandler } from "./rest/create-rest-handler.js";
+import { createAccessInterceptor, createMetricsInterceptor } from "./rpc-interceptors.js";
+import { createMetricsRoutes, createSeedRoutes } from "./seed-routes.js";
 import { createErrorInterceptor } from "./to-connect-error.js";
 
 /** What the request listener needs; see ServerDeps for the meaning of each. */
@@ -37,6 +43,9 @@ export interface RequestListenerOptions {
   /** Ends long-lived health Watch streams when the server closes; unary calls are left to finish. */
   shutdownSignal: AbortSignal;
   healthPollMs: number;
+  /** Authentication, roles and request rate, checked on every transport before a body is read. */
+  access: AccessControl;
+  metrics: Metrics;
 }
 
 /** Every service the server answers for, as reflection lists them. */
@@ -82,7 +91,7 @@ export function createRequestListener(options: RequestListenerOptions): NodeRequ
         .service(ServerReflectionV1, reflection.v1)
         .service(ServerReflectionV1alpha, reflection.v1alpha),
     maxBodyBytes: options.limits.maxBodyBytes,
-    interceptors: [createErrorInterceptor(options.logger)],
+    interceptors: [createMetricsInterceptor(options.metrics), createErrorInterceptor(options.logger), createAccessInterceptor(options.access)],
     logger: options.logger,
   });
   const rest = createRestHandler({
@@ -90,11 +99,24 @@ export function createRequestListener(options: RequestListenerOptions): NodeRequ
     maxBodyBytes: options.limits.maxBodyBytes,
     logger: options.logger,
     statusOf: restStatusOf,
+    dialects: [createOpenAiDialect({ embedder: options.embedder, limits: options.limits })],
+  });
+  const http = createHttpHandler({
+    routes: [
+      ...createMetricsRoutes(options.metrics),
+      ...createSeedRoutes({ embedder: options.embedder, limits: options.limits, metrics: options.metrics }),
+    ],
+    rest,
+    services: [EmbedderService],
+    access: options.access,
+    metrics: options.metrics,
+    logger: options.logger,
+    maxBodyBytes: options.limits.maxBodyBytes,
   });
   return (request, response) => {
     const requestId = resolveRequestId(request.headers[REQUEST_ID_HEADER]);
     response.setHeader(REQUEST_ID_HEADER, requestId);
-    if (!connect(request, response, requestId)) void rest(request, response, requestId);
+    if (!connect(request, response, requestId)) void http(request, response, requestId);
   };
 }
 

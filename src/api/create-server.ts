@@ -3,7 +3,11 @@ import http2 from "node:http2";
 import type { Http2Session } from "node:http2";
 import net from "node:net";
 import type { Logger } from "pino";
+import { createAccessControl, type AccessControl } from "../admission/access-control.js";
+import { createRateLimiter } from "../admission/rate-limit.js";
+import { createAuthenticator } from "../auth/create-authenticator.js";
 import type { Embedder } from "../domain/types.js";
+import { createMetrics, type Metrics } from "../observability/metrics.js";
 import { createRequestListener } from "./create-request-listener.js";
 import type { NodeRequestListener } from "./node-types.js";
 
@@ -22,6 +26,10 @@ export interface ServerDeps {
   tls?: { cert: string | Buffer; key: string | Buffer };
   /** How often grpc.health.v1 Watch streams look for a state change, in ms (default 1000). */
   healthPollMs?: number;
+  /** Authentication, roles and rate limits on every transport (default: auth none, no limits). */
+  access?: AccessControl;
+  /** The service's metrics, served at `/metrics` (default: a fresh registry). */
+  metrics?: Metrics;
 }
 
 /** The first bytes an HTTP/2 client with prior knowledge sends; no HTTP/1 request starts with them. */
@@ -66,6 +74,11 @@ export function createServer(deps: ServerDeps): net.Server {
     limits: deps.limits,
     shutdownSignal: shutdown.signal,
     healthPollMs: deps.healthPollMs ?? 1000,
+    access: deps.access ?? createAccessControl({
+      authenticator: createAuthenticator({ mode: "none" }),
+      rateLimiter: createRateLimiter({ requestsPerMinute: 0, tokensPerMinute: 0, burst: 0 }),
+    }),
+    metrics: deps.metrics ?? createMetrics(),
   });
   const answeredEarly = new Set<http2.ServerHttp2Stream>();
   const serve: NodeRequestListener = (request, response) => {

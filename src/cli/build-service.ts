@@ -1,13 +1,18 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
+import { createAccessControl } from "../admission/access-control.js";
+import { createAdmittedEmbedder } from "../admission/create-admitted-embedder.js";
+import { createRateLimiter } from "../admission/rate-limit.js";
 import { createServer } from "../api/create-server.js";
+import { parseModelAliases } from "../api/openai/model-aliases.js";
+import { createAuthenticator } from "../auth/create-authenticator.js";
 import { createInferencePool, type InferencePool } from "../inference/pool.js";
 import { resolveHardwareProfile, tierOf } from "../inference/hardware-profile.js";
 import { probeCuda } from "../inference/probe-cuda.js";
 import { BUILTIN_MODELS_DIR } from "../models/builtin.js";
 import { createModelRegistry } from "../models/registry.js";
 import type { Logger } from "../observability/logger.js";
-import { createMetrics, type Metrics } from "../observability/metrics.js";
+import { createMetrics, registerServiceGauges, type Metrics } from "../observability/metrics.js";
 import { createEmbedder, type EmbedderService } from "../pipeline/create-embedder.js";
 import type { ServeConfig } from "./serve-options.js";
 
@@ -46,6 +51,7 @@ export async function buildService(config: ServeConfig, logger: Logger): Promise
   const registry = createModelRegistry({
     modelDirs: [BUILTIN_MODELS_DIR, resolve(config.modelsDir)],
     defaultModelId: config.defaultModel,
+    aliases: parseModelAliases(config.modelAliases, config.defaultModel),
   });
   const embedder = createEmbedder({
     registry,
@@ -60,11 +66,28 @@ export async function buildService(config: ServeConfig, logger: Logger): Promise
   const tls = config.tlsCert && config.tlsKey
     ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) }
     : undefined;
+  const authenticator = createAuthenticator({
+    mode: config.authMode,
+    apiKeys: config.apiKeys,
+    apiKeysFile: config.apiKeysFile,
+    jwtSecret: config.jwtSecret,
+    jwtPublicKey: config.jwtPublicKey,
+    jwtIssuer: config.jwtIssuer,
+    jwtAudience: config.jwtAudience,
+  });
+  const rateLimiter = createRateLimiter({
+    requestsPerMinute: config.rateLimitRpm,
+    tokensPerMinute: config.rateLimitTpm,
+    burst: config.rateLimitBurst,
+  });
+  registerServiceGauges(metrics, embedder);
   const server = createServer({
-    embedder,
+    embedder: createAdmittedEmbedder({ embedder, rateLimiter, maxConcurrency: config.maxConcurrency, logger, metrics }),
     logger,
     limits: { maxInputs: config.maxInputs, maxBodyBytes: config.maxBodyBytes },
     tls,
+    access: createAccessControl({ authenticator, rateLimiter, metrics }),
+    metrics,
   });
   logger.info({ profile: profile.tier, workers: profile.workers, intraOpThreads: profile.intraOpThreads }, "hardware profile");
   return {

@@ -12,8 +12,8 @@ const program = new Command("sutra").description("Sutra Embedder: text embedding
 addServeOptions(program.command("serve").description("start the embedding server")).action(async (_options, command: Command) => {
   const config = readServeConfig(command);
   const logger = createLogger(config.logLevel);
-  if (config.host !== "127.0.0.1" && config.host !== "localhost" && config.host !== "::1") {
-    logger.warn({ host: config.host }, "listening beyond loopback without authentication");
+  if (config.authMode === "none" && config.host !== "127.0.0.1" && config.host !== "localhost" && config.host !== "::1") {
+    logger.warn({ host: config.host }, "listening beyond loopback without authentication (set SUTRA_AUTH_MODE)");
   }
   const service = await buildService(config, logger);
   await new Promise<void>((resolve, reject) => {

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { Command, Option } from "commander";
 import { parse as parseYaml } from "yaml";
+import { AUTH_MODES, type AuthMode } from "../auth/create-authenticator.js";
 import type { HardwareProfileName } from "../domain/types.js";
 
 /** Settings of `sutra serve`, after flags, env vars, config file and defaults. */
@@ -17,6 +18,21 @@ export interface ServeConfig {
   tlsCert?: string;
   tlsKey?: string;
   logLevel: string;
+  authMode: AuthMode;
+  apiKeys?: string;
+  apiKeysFile?: string;
+  jwtSecret?: string;
+  jwtPublicKey?: string;
+  jwtIssuer?: string;
+  jwtAudience?: string;
+  /** Per-principal limits; 0 = none. */
+  rateLimitRpm: number;
+  rateLimitTpm: number;
+  rateLimitBurst: number;
+  /** Most embedding requests in the pipeline at once; 0 = no limit. */
+  maxConcurrency: number;
+  /** `alias=model,...`; OpenAI's model names alias the default model unless given here. */
+  modelAliases: string;
 }
 
 const PROFILES = ["auto", "minimal", "low", "medium", "high", "extreme", "desktop", "server", "h100"];
@@ -45,7 +61,19 @@ export function addServeOptions(command: Command): Command {
     .addOption(new Option("--max-body-bytes <n>", "largest request body in bytes").env("SUTRA_MAX_BODY_BYTES").default(4 * 1024 * 1024).argParser(integer))
     .addOption(new Option("--tls-cert <file>", "PEM certificate; with --tls-key serves TLS with ALPN (h2, http/1.1)").env("SUTRA_TLS_CERT"))
     .addOption(new Option("--tls-key <file>", "PEM private key").env("SUTRA_TLS_KEY"))
-    .addOption(new Option("--log-level <level>", "log level").env("SUTRA_LOG_LEVEL").default("info").choices(["fatal", "error", "warn", "info", "debug", "trace", "silent"]));
+    .addOption(new Option("--log-level <level>", "log level").env("SUTRA_LOG_LEVEL").default("info").choices(["fatal", "error", "warn", "info", "debug", "trace", "silent"]))
+    .addOption(new Option("--auth-mode <mode>", "authentication on every route but health and metrics").env("SUTRA_AUTH_MODE").default("none").choices(AUTH_MODES))
+    .addOption(new Option("--api-keys <keys>", "API keys, comma-separated `key` or `key:role` (role user or admin); prefer the env var or a file to a flag").env("SUTRA_API_KEYS"))
+    .addOption(new Option("--api-keys-file <file>", "file of API keys, `key` or `key:role` per line, # comments").env("SUTRA_API_KEYS_FILE"))
+    .addOption(new Option("--jwt-secret <secret>", "HS256 secret for auth mode jwt (at least 32 bytes)").env("SUTRA_JWT_SECRET"))
+    .addOption(new Option("--jwt-public-key <pem-or-file>", "RSA, EC or Ed25519 public key (SPKI PEM, or a file holding it) for auth mode jwt").env("SUTRA_JWT_PUBLIC_KEY"))
+    .addOption(new Option("--jwt-issuer <iss>", "required `iss` claim of JWTs").env("SUTRA_JWT_ISSUER"))
+    .addOption(new Option("--jwt-audience <aud>", "required `aud` claim of JWTs").env("SUTRA_JWT_AUDIENCE"))
+    .addOption(new Option("--rate-limit-rpm <n>", "requests per minute per principal (0 = unlimited)").env("SUTRA_RATE_LIMIT_RPM").default(0).argParser(integer))
+    .addOption(new Option("--rate-limit-tpm <n>", "tokens per minute per principal (0 = unlimited)").env("SUTRA_RATE_LIMIT_TPM").default(0).argParser(integer))
+    .addOption(new Option("--rate-limit-burst <n>", "requests a principal may send at once (0 = a minute's worth, the RPM)").env("SUTRA_RATE_LIMIT_BURST").default(0).argParser(integer))
+    .addOption(new Option("--max-concurrency <n>", "most embedding requests in the pipeline at once; beyond it OVERLOADED (429) at once (0 = unlimited)").env("SUTRA_MAX_CONCURRENCY").default(512).argParser(integer))
+    .addOption(new Option("--model-aliases <list>", "model aliases, `alias=model,...`; text-embedding-3-small, -3-large and -ada-002 alias the default model unless set here").env("SUTRA_MODEL_ALIASES").default(""));
 }
 
 /**
@@ -76,5 +104,17 @@ export function readServeConfig(command: Command): ServeConfig {
     tlsCert: options.tlsCert as string | undefined,
     tlsKey: options.tlsKey as string | undefined,
     logLevel: String(options.logLevel),
+    authMode: options.authMode as AuthMode,
+    apiKeys: options.apiKeys as string | undefined,
+    apiKeysFile: options.apiKeysFile as string | undefined,
+    jwtSecret: options.jwtSecret as string | undefined,
+    jwtPublicKey: options.jwtPublicKey as string | undefined,
+    jwtIssuer: options.jwtIssuer as string | undefined,
+    jwtAudience: options.jwtAudience as string | undefined,
+    rateLimitRpm: Number(options.rateLimitRpm),
+    rateLimitTpm: Number(options.rateLimitTpm),
+    rateLimitBurst: Number(options.rateLimitBurst),
+    maxConcurrency: Number(options.maxConcurrency),
+    modelAliases: String(options.modelAliases),
   };
 }

@@ -42,6 +42,29 @@ export interface EmbedRequest {
   embeddingTypes: EmbeddingType[];
   allowCrossModelFallback: boolean;
   user?: string;
+  /**
+   * Pre-tokenized inputs (the OpenAI dialect's token arrays): ids of the served
+   * model's tokenizer, used as they are instead of tokenizing `texts` (which is
+   * then empty). The pipeline checks every id against the model's vocabulary.
+   */
+  tokenIds?: number[][];
+  /** Who sent the request (set by the transport after authentication); rate limits and logs use it. */
+  principal?: Principal;
+}
+
+/** Roles of DESIGN section 10: `admin` may also call the admin routes and rpcs. */
+export type Role = "user" | "admin";
+
+/**
+ * An authenticated caller. `id` is safe to log and keys rate limits: a JWT's
+ * `sub`, a hash prefix of an API key (never the key), or `anonymous` when
+ * authentication is off.
+ */
+export interface Principal {
+  id: string;
+  role: Role;
+  /** How the caller proved who it is. */
+  method: "none" | "api-key" | "jwt";
 }
 
 /** One embedding in the encodings the request asked for. */
@@ -106,6 +129,25 @@ export interface ModelDescription {
   pooling: string;
   aliases: string[];
   source: string;
+  /** While downloading: progress 0..1 and estimated seconds left. */
+  downloadProgress?: number;
+  downloadEtaSeconds?: number;
+  /** Names `prompt_name` accepts: the model's prompts, then its task presets. */
+  promptNames?: string[];
+  /** Hub commit the files came from, when downloaded. */
+  revision?: string;
+}
+
+/** Where a model download stands (DownloadModel is idempotent: call again to poll). */
+export interface ModelDownloadStatus {
+  modelId: string;
+  status: ModelDescription["status"];
+  /** 0..1 */
+  progress: number;
+  etaSeconds: number;
+  bytesDownloaded: number;
+  bytesTotal: number;
+  message: string;
 }
 
 /** The service health report. */
@@ -120,7 +162,8 @@ export interface HealthReport {
     issues: string[];
   };
   performance: { avgLatencyMs: number; requestsPerSecond: number };
-  cache: { enabled: boolean; entries: number; hits: number; misses: number };
+  /** Embedding cache stats; `maxEntries` 0 = off. */
+  cache: { enabled: boolean; entries: number; hits: number; misses: number; maxEntries?: number; ttlSeconds?: number };
   version: string;
   uptimeSeconds: number;
   hardwareProfile: HardwareProfileName;
@@ -158,5 +201,12 @@ export interface Embedder {
    */
   embedStream(request: EmbedRequest, onItem: (item: EmbedStreamItem) => void, signal?: AbortSignal): Promise<EmbedStreamResult>;
   listModels(filter: { dimensions?: number; hardwareProfile?: HardwareProfileName }): Promise<ModelDescription[]>;
+  /**
+   * One model by id or alias (UNKNOWN_MODEL otherwise). Absent on embedders without
+   * model management (test fakes), where the rpc answers NOT_IMPLEMENTED.
+   */
+  getModel?(modelId: string): Promise<ModelDescription>;
+  /** Starts or polls a hub download (FORBIDDEN off the allowlist). Absent: NOT_IMPLEMENTED. */
+  downloadModel?(modelId: string, revision: string): Promise<ModelDownloadStatus>;
   health(): HealthReport;
 }

@@ -22,6 +22,7 @@ import type { Metrics } from "../observability/metrics.js";
 import { encodeEmbedding, normalizeInPlace } from "../postprocess/encode-embedding.js";
 import { resolveDimensions } from "../postprocess/resolve-dimensions.js";
 import type { Encoding, Tokenizer } from "../tokenize/index.js";
+import { encodeTokenIds } from "./encode-token-ids.js";
 import { prepareTexts } from "./prepare-texts.js";
 
 /** What the pipeline needs from the rest of the service. */
@@ -175,7 +176,7 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
       executionProvider,
       provider: "local",
     });
-    if (request.texts.length === 0) {
+    if ((request.tokenIds ?? request.texts).length === 0) {
       return {
         embeddings: [],
         run: runInfo(requestProfile.executionProviders[0]),
@@ -188,8 +189,9 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
     }
 
     const tokenizeStarted = performance.now();
-    const texts = prepareTexts(request.texts, manifest, request.promptName, request.instruction);
-    const encodings = await tokenizeAll(model.tokenizer, texts, request.truncate);
+    const encodings = request.tokenIds !== undefined
+      ? encodeTokenIds(request.tokenIds, model.tokenizer, request.truncate)
+      : await tokenizeAll(model.tokenizer, prepareTexts(request.texts, manifest, request.promptName, request.instruction), request.truncate);
     const tokenizationMs = performance.now() - tokenizeStarted;
     const truncatedInputs: number[] = [];
     /** Indices of the inputs that go to the batcher (a streaming call skips inputs that failed alone). */

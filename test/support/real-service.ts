@@ -32,6 +32,12 @@ export async function startRealService(overrides: Partial<ServeConfig> = {}, log
     maxQueue: 8192,
     maxBodyBytes: 4 * 1024 * 1024,
     logLevel: "silent",
+    authMode: "none",
+    rateLimitRpm: 0,
+    rateLimitTpm: 0,
+    rateLimitBurst: 0,
+    maxConcurrency: 512,
+    modelAliases: "",
     ...overrides,
   };
   const service = await buildService(config, logger ?? createLogger(config.logLevel));

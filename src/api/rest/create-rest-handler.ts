@@ -1,14 +1,14 @@
 import { create } from "@bufbuild/protobuf";
 import type { DescMethod, JsonValue, Message } from "@bufbuild/protobuf";
 import { createContextValues, createHandlerContext } from "@connectrpc/connect";
-import type { MethodImplSpec, ServiceImplSpec } from "@connectrpc/connect";
+import type { ContextValues, MethodImplSpec, ServiceImplSpec } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { EmbedderError } from "../../domain/errors.js";
 import { sendJson } from "../node-types.js";
 import type { NodeRequest, NodeResponse } from "../node-types.js";
 import { requestIdKey } from "../request-context.js";
 import { logEmbedderError } from "../to-connect-error.js";
-import { readBody } from "./read-body.js";
+import { readJsonBody } from "./read-json-body.js";
 import { messageToRestJson, restRequestToMessage } from "./rest-json.js";
 import { createRouteTable, findRoute } from "./route-table.js";
 import type { RouteMatch } from "./route-table.js";
@@ -22,10 +22,36 @@ export interface RestHandlerOptions {
   logger: Logger;
   /** HTTP status of a successful answer when it is not 200 (e.g. 503 for an unhealthy health report). */
   statusOf?: (method: DescMethod, response: Message) => number | undefined;
+  /** Other JSON dialects of a route's body, tried in order before the rpc's own (the OpenAI dialect of POST /v1/embeddings). */
+  dialects?: readonly RestDialect[];
 }
 
-/** Serves one REST request; it never rejects (failures become the REST error envelope). */
-export type RestHandler = (request: NodeRequest, response: NodeResponse, requestId: string) => Promise<void>;
+/** A request for a dialect, its body already read. */
+export interface DialectCall {
+  request: NodeRequest;
+  response: NodeResponse;
+  requestId: string;
+  body: JsonValue | undefined;
+  /** The call's context values (request id, the admitted principal). */
+  values: ContextValues;
+}
+
+/**
+ * A second JSON dialect on the route of an rpc, chosen by the body's shape. It
+ * writes its own answer; what it throws becomes the REST error envelope.
+ */
+export interface RestDialect {
+  /** The rpc whose route the dialect shares. */
+  method: DescMethod;
+  accepts(body: JsonValue | undefined): boolean;
+  serve(call: DialectCall): Promise<void>;
+}
+
+/**
+ * Serves one REST request; it never rejects (failures become the REST error
+ * envelope). `values` carries what the access check learned (the principal).
+ */
+export type RestHandler = (request: NodeRequest, response: NodeResponse, requestId: string, values?: ContextValues) => Promise<void>;
 
 /**
  * Creates the REST transcoder: routes come from the services' `google.api.http`
@@ -42,7 +68,7 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
   for (const spec of options.services) {
     for (const method of Object.values(spec.methods)) implementations.set(method.method, method);
   }
-  return async (request, response, requestId) => {
+  return async (request, response, requestId, values = createContextValues()) => {
     const url = new URL(request.url ?? "/", "http://localhost");
     const httpMethod = request.method ?? "GET";
     try {
@@ -59,8 +85,10 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
         });
       }
       const body = match.route.body === "" ? undefined : await readJsonBody(request, options.maxBodyBytes);
-      // The OpenAI dialect of POST /v1/embeddings (a body with `input` instead of `texts`) dispatches here.
-      await callUnary(options, implementation, match, { request, response, requestId, url, body });
+      values.set(requestIdKey, requestId);
+      const dialect = options.dialects?.find((candidate) => candidate.method === match.route.method && candidate.accepts(body));
+      if (dialect !== undefined) await dialect.serve({ request, response, requestId, body, values });
+      else await callUnary(options, implementation, match, { request, response, requestId, url, body, values });
     } catch (reason) {
       const error = EmbedderError.from(reason);
       logEmbedderError(options.logger, error, { requestId, method: httpMethod, path: url.pathname });
@@ -75,6 +103,7 @@ interface RestCall {
   requestId: string;
   url: URL;
   body: JsonValue | undefined;
+  values: ContextValues;
 }
 
 async function callUnary(
@@ -102,7 +131,7 @@ async function callUnary(
     url: call.url.toString(),
     requestSignal: clientGone.signal,
     requestHeader: webHeaders(call.request),
-    contextValues: createContextValues().set(requestIdKey, call.requestId),
+    contextValues: call.values,
   });
   try {
     const output = create(method.output, await implementation.impl(input, context));
@@ -115,19 +144,6 @@ async function callUnary(
     sendJson(call.response, options.statusOf?.(method, output) ?? 200, headers, body);
   } finally {
     context.abort();
-  }
-}
-
-async function readJsonBody(request: NodeRequest, maxBytes: number): Promise<JsonValue | undefined> {
-  const bytes = await readBody(request, maxBytes);
-  const text = bytes.toString("utf8");
-  if (text.trim() === "") return undefined;
-  try {
-    return JSON.parse(text) as JsonValue;
-  } catch (error) {
-    throw new EmbedderError("INVALID_ARGUMENT", `the request body is not valid JSON: ${(error as Error).message}`, {
-      cause: error,
-    });
   }
 }
 

@@ -1,0 +1,98 @@
+import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
+import { EmbedderError } from "../../domain/errors.js";
+import type { EmbedRequest, Principal } from "../../domain/types.js";
+
+/** How the OpenAI dialect returns vectors: JSON floats, or base64 of little-endian float32. */
+export type EncodingFormat = "float" | "base64";
+
+/** An OpenAI embeddings request in domain terms. */
+export interface OpenAiEmbeddingsRequest {
+  request: EmbedRequest;
+  encodingFormat: EncodingFormat;
+}
+
+/** Largest token id that fits the Int32 token arrays the tokenizers use. */
+const MAX_TOKEN_ID = 2 ** 31 - 1;
+
+/**
+ * True when a body speaks the OpenAI dialect: a JSON object with its own
+ * `input` field (`texts` selects the service's own dialect).
+ */
+export function isOpenAiBody(body: JsonValue | undefined): body is JsonObject {
+  return body !== null && typeof body === "object" && !Array.isArray(body) && Object.hasOwn(body, "input");
+}
+
+function invalid(param: string, message: string): EmbedderError {
+  return new EmbedderError("INVALID_ARGUMENT", message, { details: { field: param } });
+}
+
+function field(body: JsonObject, name: string): JsonValue | undefined {
+  return Object.hasOwn(body, name) ? body[name] : undefined;
+}
+
+const isTokenId = (value: JsonValue): value is number =>
+  typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= MAX_TOKEN_ID;
+
+/**
+ * Converts an OpenAI `POST /v1/embeddings` body into the pipeline's request.
+ * `input` is a string, a list of strings, a token array or a list of token
+ * arrays (token ids of the served model's tokenizer, checked against its
+ * vocabulary by the pipeline); `model` (a model id, alias or preset; OpenAI's
+ * names alias the default model), `encoding_format` (`float` default, or
+ * `base64`), `dimensions` and `user` are optional; other fields are ignored.
+ * A value of the wrong type is INVALID_ARGUMENT naming the field (OpenAI's
+ * `param`); an empty input is EMPTY_INPUT. Inputs are truncated to the model's
+ * window at the end, as in the service's own dialect.
+ */
+export function parseOpenAiRequest(body: JsonObject, requestId: string, principal?: Principal): OpenAiEmbeddingsRequest {
+  const { texts, tokenIds } = parseInput(field(body, "input") ?? null);
+  const model = field(body, "model") ?? null;
+  if (model !== null && typeof model !== "string") throw invalid("model", "model must be a string");
+  const format = field(body, "encoding_format") ?? null;
+  if (format !== null && format !== "float" && format !== "base64") {
+    throw invalid("encoding_format", 'encoding_format must be "float" or "base64"');
+  }
+  const dimensions = field(body, "dimensions") ?? null;
+  if (dimensions !== null && typeof dimensions !== "number") throw invalid("dimensions", "dimensions must be an integer");
+  const user = field(body, "user") ?? null;
+  if (user !== null && typeof user !== "string") throw invalid("user", "user must be a string");
+  const request: EmbedRequest = {
+    requestId,
+    texts,
+    dimensions: dimensions ?? 0,
+    model: model ?? "",
+    config: {},
+    truncate: "end",
+    normalize: true,
+    embeddingTypes: ["float"],
+    allowCrossModelFallback: false,
+    ...(tokenIds === undefined ? {} : { tokenIds }),
+    ...(user === null || user === "" ? {} : { user }),
+    ...(principal === undefined ? {} : { principal }),
+  };
+  return { request, encodingFormat: format ?? "float" };
+}
+
+function parseInput(input: JsonValue): { texts: string[]; tokenIds?: number[][] } {
+  if (typeof input === "string") return { texts: [input] };
+  if (!Array.isArray(input)) {
+    throw invalid("input", "input must be a string, an array of strings, an array of token ids or an array of token arrays");
+  }
+  if (input.length === 0) {
+    throw new EmbedderError("EMPTY_INPUT", "input must not be empty", { details: { field: "input", count: 0 } });
+  }
+  if (input.every((item) => typeof item === "string")) return { texts: input as string[] };
+  if (input.every((item) => typeof item === "number")) return { texts: [], tokenIds: [checkTokens(input, 0)] };
+  if (input.every(Array.isArray)) return { texts: [], tokenIds: input.map((item, index) => checkTokens(item as JsonValue[], index)) };
+  throw invalid("input", "input must not mix strings, token ids and token arrays");
+}
+
+function checkTokens(tokens: JsonValue[], index: number): number[] {
+  const bad = tokens.findIndex((token) => !isTokenId(token));
+  if (bad !== -1) {
+    throw new EmbedderError("INVALID_ARGUMENT", `input[${index}][${bad}] is not a token id (a non-negative integer)`, {
+      details: { field: "input", index, position: bad },
+    });
+  }
+  return tokens as number[];
+}

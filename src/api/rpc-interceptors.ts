@@ -1,0 +1,74 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Interceptor } from "@connectrpc/connect";
+import type { AccessControl } from "../admission/access-control.js";
+import type { Metrics } from "../observability/metrics.js";
+import { accessOfRpc, principalKey } from "./access-policy.js";
+
+/**
+ * Server interceptor that runs the access check (authentication, role, request
+ * rate) on every rpc of every RPC protocol before the handler sees its request,
+ * and hands the admitted caller to the handler as the `principalKey` context
+ * value. Refusals are domain errors; the error interceptor outside it turns
+ * them into UNAUTHENTICATED, PERMISSION_DENIED or RESOURCE_EXHAUSTED.
+ */
+export function createAccessInterceptor(access: AccessControl): Interceptor {
+  return (next) => async (request) => {
+    const principal = await access.admit(request.header, accessOfRpc(request.service.typeName, request.method.name));
+    if (principal !== undefined) request.contextValues.set(principalKey, principal);
+    return next(request);
+  };
+}
+
+/**
+ * Server interceptor that counts every rpc in `sutra_requests_total` (protocol
+ * from the content type, route = the procedure path, code = the Connect code
+ * name, `ok` on success) and times it in `sutra_request_duration_seconds`; a
+ * streaming rpc is counted when its response stream ends. It must be the
+ * outermost interceptor so that it sees the codes the error interceptor sets.
+ */
+export function createMetricsInterceptor(metrics: Metrics): Interceptor {
+  return (next) => async (request) => {
+    const started = performance.now();
+    const labels = { protocol: protocolOf(request.header.get("content-type")), route: `/${request.service.typeName}/${request.method.name}` };
+    const record = (error?: unknown): void => {
+      const code = error === undefined ? "ok" : codeName(ConnectError.from(error).code);
+      metrics.requestsTotal.inc({ ...labels, code });
+      metrics.requestSeconds.observe(labels, (performance.now() - started) / 1000);
+    };
+    try {
+      const response = await next(request);
+      if (!response.stream) {
+        record();
+        return response;
+      }
+      const messages = response.message;
+      return {
+        ...response,
+        message: (async function* countedStream() {
+          try {
+            yield* messages;
+          } catch (error) {
+            record(error);
+            throw error;
+          }
+          record();
+        })(),
+      };
+    } catch (error) {
+      record(error);
+      throw error;
+    }
+  };
+}
+
+function protocolOf(contentType: string | null): string {
+  if (contentType === null) return "connect";
+  if (/^application\/grpc-web/i.test(contentType)) return "grpc-web";
+  if (/^application\/grpc/i.test(contentType)) return "grpc";
+  return "connect";
+}
+
+/** Connect code names in snake case (`resource_exhausted`), as Connect's JSON errors spell them. */
+function codeName(code: Code): string {
+  return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
+}
