@@ -1,92 +1,179 @@
 /**
- * `npm run bench`: the model benchmark of issue 2. Prints, in one run on this
- * machine, the median ms per batch of 32 mixed-length sentences for every
- * precision variant of the default model (raw onnxruntime-node sessions, the
- * service's tokenizer) next to the TF.js reference, and tokenizer throughput.
- * Options: `--runs N` (default 30).
+ * `npm run bench`: the benchmarks of issues 2 and 4, in one run on this machine,
+ * printed as markdown on stdout (progress goes to stderr). Phases, in the order they run:
+ *
+ * 1. `model`: precision variants of the default model on a batch of 32 mixed
+ *    sentences, and tokenizer throughput (bench/model-precision.ts).
+ * 2. `reference`: the TF.js reference on that batch and on the corpora, in its own process.
+ * 3. `limits`: A, tokenize + raw onnxruntime inference on length-sorted batches for
+ *    several thread/batch settings (bench/inference-limit.ts); E, bare echo servers on the
+ *    same transports and clients (bench/echo-server.ts) at the highest concurrency.
+ * 4. `service`: the real service in a child process (bench/service-server.ts) over gRPC,
+ *    Connect JSON and REST, short texts 1 per request and passages 32 per request, at
+ *    each concurrency: throughput, latency, the server's event-loop delay and CPU time.
+ * The report (bench/report.ts) ends with the targets of issue 4 as ratios against the
+ * limits measured in the same run.
+ *
+ * Options: `--quick` (one 1-second run per cell, shorter limits), `--phases model,reference,limits,service`,
+ * `--transports grpc,connect-json,rest`, `--workloads short,passages`, `--concurrency 1,8,64`,
+ * `--runs N`, `--duration S` (seconds a run keeps sending), `--limit-seconds S` (per A setting),
+ * `--precision-runs N`, `--reference-runs N`, `--reference-batches N`,
+ * `--echo-payload small,embedding` (E's answer; "embedding" adds a row per transport),
+ * `--cpu-prof DIR` (the service child writes a .cpuprofile per thread there), `--json FILE` (raw results).
  */
-import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { availableParallelism, cpus } from "node:os";
-import { join } from "node:path";
-import { performance } from "node:perf_hooks";
+import { writeFileSync } from "node:fs";
+import { availableParallelism, cpus, loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import * as ort from "onnxruntime-node";
-import { BUILTIN_MODELS_DIR, DEFAULT_MODEL_ID } from "../src/models/builtin.js";
-import type { ModelManifest, Precision } from "../src/models/manifest.js";
-import { loadTokenizer } from "../src/tokenize/index.js";
-import { BATCH_SIZE, median, mixedBatch } from "./bench-sentences.js";
+import { loadCorpus, type Corpus, type CorpusName } from "./corpora.js";
+import { loadBenchModel } from "./default-model.js";
+import { measureInferenceLimit, type LimitSetting } from "./inference-limit.js";
+import { TRANSPORTS, type TransportName } from "./load-clients.js";
+import { measureModelPrecision } from "./model-precision.js";
+import { runReference } from "./reference.js";
+import { formatReport, type BenchResults, type EchoPayload } from "./report.js";
+import { startServerProcess } from "./server-process.js";
+import { runLoadPlan, WORKLOADS, type LoadPlan, type WorkloadName } from "./service-load.js";
 
-const { values } = parseArgs({ options: { runs: { type: "string", default: "30" } } });
-const runs = Number(values.runs);
-const modelDir = join(BUILTIN_MODELS_DIR, DEFAULT_MODEL_ID);
-const manifest = JSON.parse(readFileSync(join(modelDir, "sutra-model.json"), "utf8")) as ModelManifest;
-const tokenizer = await loadTokenizer(join(modelDir, manifest.tokenizer), { maxTokens: manifest.maxTokens });
-const batch = mixedBatch();
+const PHASES = ["model", "reference", "limits", "service"] as const;
+type Phase = (typeof PHASES)[number];
 
-function timeSync(fn: () => void, seconds: number): number {
-  let count = 0;
-  const started = performance.now();
-  while (performance.now() - started < seconds * 1000) {
-    fn();
-    count++;
+const { values } = parseArgs({
+  options: {
+    quick: { type: "boolean", default: false },
+    phases: { type: "string", default: PHASES.join(",") },
+    transports: { type: "string", default: TRANSPORTS.join(",") },
+    workloads: { type: "string", default: Object.keys(WORKLOADS).join(",") },
+    concurrency: { type: "string", default: "1,8,64" },
+    runs: { type: "string" },
+    duration: { type: "string" },
+    "limit-seconds": { type: "string" },
+    "precision-runs": { type: "string" },
+    "reference-runs": { type: "string" },
+    "reference-batches": { type: "string" },
+    "echo-payload": { type: "string", default: "small" },
+    "cpu-prof": { type: "string" },
+    json: { type: "string" },
+  },
+});
+
+function listOption<T extends string>(name: string, value: string | undefined, allowed: readonly T[]): T[] {
+  const items = (value ?? "").split(",").map((item) => item.trim()).filter(Boolean);
+  if (items.length === 0 || items.some((item) => !allowed.includes(item as T))) {
+    throw new Error(`--${name}: expected some of ${allowed.join(", ")}; got "${value}"`);
   }
-  return count / ((performance.now() - started) / 1000);
+  return items as T[];
 }
 
-const shortText = "The quick brown fox jumps over the lazy dog by the river.";
-const longText = "Embedding servers turn text into vectors for search and retrieval. ".repeat(150).slice(0, 10_000);
-const shortTokens = tokenizer.encode(shortText).ids.length;
-const shortRate = timeSync(() => tokenizer.encode(shortText), 2);
-const longRate = timeSync(() => tokenizer.encode(longText), 2);
+const quick = values.quick ?? false;
+function numberOption(name: string, full: number, fast: number): number {
+  const given = values[name as keyof typeof values];
+  const parsed = typeof given === "string" ? Number(given) : quick ? fast : full;
+  if (!Number.isFinite(parsed) || parsed <= 0) throw new Error(`--${name}: expected a positive number, got "${given}"`);
+  return parsed;
+}
 
-const encodings = tokenizer.encodeBatch(batch);
-const padded = tokenizer.pad(encodings);
-const dims = [padded.batchSize, padded.sequenceLength];
-const realTokens = encodings.reduce((sum, encoding) => sum + encoding.ids.length, 0);
+const phases = new Set(listOption<Phase>("phases", values.phases, PHASES));
+const transports = listOption<TransportName>("transports", values.transports, TRANSPORTS);
+const workloads = listOption<WorkloadName>("workloads", values.workloads, Object.keys(WORKLOADS) as WorkloadName[]);
+const echoPayloads = listOption<EchoPayload>("echo-payload", values["echo-payload"], ["small", "embedding"]);
+const concurrencies = (values.concurrency ?? "").split(",").map(Number);
+if (concurrencies.some((value) => !Number.isInteger(value) || value < 1)) throw new Error(`--concurrency: expected positive integers, got "${values.concurrency}"`);
+const plan: LoadPlan = {
+  transports,
+  workloads,
+  concurrencies,
+  runs: numberOption("runs", 3, 1),
+  durationMs: numberOption("duration", 3, 1) * 1000,
+  warmupMs: quick ? 300 : 800,
+};
+const limitMs = numberOption("limit-seconds", 2.5, 1) * 1000;
+const echoConcurrency = Math.max(...concurrencies);
 
-interface Row { name: string; medianMs: number }
-const rows: Row[] = [];
-for (const precision of ["fp32", "fp16", "int8", "int4"] as Precision[]) {
-  const variant = manifest.variants[precision];
-  if (!variant) continue;
-  const session = await ort.InferenceSession.create(join(modelDir, variant.file), {
-    intraOpNumThreads: availableParallelism(),
-    graphOptimizationLevel: "all",
-  });
-  const feeds = {
-    input_ids: new ort.Tensor("int64", padded.inputIds, dims),
-    attention_mask: new ort.Tensor("int64", padded.attentionMask, dims),
-  };
-  for (let warm = 0; warm < 3; warm++) await session.run(feeds);
-  const times: number[] = [];
-  for (let run = 0; run < runs; run++) {
-    const started = performance.now();
-    await session.run(feeds);
-    times.push(performance.now() - started);
+const progress = (message: string) => process.stderr.write(`[bench] ${message}\n`);
+const loadAverage = () => loadavg().map((value) => value.toFixed(2)).join(", ");
+const rate = (value: number) => value.toFixed(0);
+
+const model = await loadBenchModel();
+const corpora: Record<CorpusName, Corpus> = { queries: loadCorpus("queries", model.tokenizer), passages: loadCorpus("passages", model.tokenizer) };
+const results: BenchResults = {
+  startedAt: new Date().toISOString(),
+  machine: { cpu: cpus()[0]?.model ?? "cpu", cores: availableParallelism(), node: process.version, onnxruntime: ort.env.versions.node ?? "unknown" },
+  loadAverage: { start: loadAverage(), end: "" },
+  model: { id: model.manifest.id, maxTokens: model.manifest.maxTokens, precision: model.precision },
+  profile: {
+    tier: model.profile.tier,
+    workers: model.profile.workers,
+    intraOpThreads: model.profile.intraOpThreads,
+    tokenBudget: model.profile.tokenBudget,
+    maxBatchSize: model.profile.maxBatchSize,
+  },
+  corpora: {
+    queries: { texts: corpora.queries.texts.length, minTokens: corpora.queries.minTokens, maxTokens: corpora.queries.maxTokens, totalTokens: corpora.queries.totalTokens },
+    passages: { texts: corpora.passages.texts.length, minTokens: corpora.passages.minTokens, maxTokens: corpora.passages.maxTokens, totalTokens: corpora.passages.totalTokens },
+  },
+  plan,
+  limitMs,
+  limits: {},
+  echoConcurrency,
+  echo: [],
+  service: [],
+};
+
+if (phases.has("model")) {
+  const runs = numberOption("precision-runs", 30, 5);
+  progress(`model: ${Object.keys(model.manifest.variants).join(", ")} x ${runs} runs`);
+  results.precision = await measureModelPrecision(model, runs, quick ? 0.5 : 2);
+}
+
+if (phases.has("reference")) {
+  const runs = numberOption("reference-runs", 5, 2);
+  const batches = numberOption("reference-batches", 3, 1);
+  progress(`reference: TF.js, ${runs} mixed batches and ${batches} batches of 32 of each corpus`);
+  results.reference = await runReference(runs, batches);
+}
+
+if (phases.has("limits")) {
+  const settings: LimitSetting[] = [1, availableParallelism()].flatMap((threads) =>
+    [32, 64].map((batchSize) => ({ threads, intraOpThreads: Math.max(1, Math.floor(availableParallelism() / threads)), batchSize })));
+  for (const name of new Set(workloads.map((workload) => WORKLOADS[workload].corpus))) {
+    progress(`limit A on ${name}: ${settings.length} settings x ${limitMs / 1000} s`);
+    results.limits[name] = await measureInferenceLimit(model, corpora[name], settings, limitMs);
+    progress(`  best: ${rate(results.limits[name]?.[0]?.textsPerSecond ?? Number.NaN)} texts/s`);
   }
-  await session.release();
-  rows.push({ name: `onnx ${precision}`, medianMs: median(times) });
+  for (const payload of echoPayloads) {
+    progress(`limit E: echo servers (${payload} answer), short texts at concurrency ${echoConcurrency}`);
+    const echo = await startServerProcess(new URL("./echo-server.ts", import.meta.url), { args: ["--payload", payload] });
+    try {
+      const cells = await runLoadPlan(echo, corpora, { ...plan, workloads: ["short"], concurrencies: [echoConcurrency] }, (cell) =>
+        progress(`  echo ${cell.transport}: ${rate(cell.summary.requestsPerSecond)} requests/s`));
+      results.echo.push(...cells.map((cell) => ({ ...cell, payload })));
+    } finally {
+      await echo.stop();
+    }
+  }
 }
 
-const referenceRuns = Math.max(3, Math.min(runs, 10));
-const reference = JSON.parse(
-  execFileSync(process.execPath, ["--import", "tsx", new URL("./reference-tfjs.ts", import.meta.url).pathname, String(referenceRuns)], {
-    encoding: "utf8",
-    stdio: ["ignore", "pipe", "ignore"],
-  }).trim().split("\n").pop() ?? "{}",
-) as { medianMs: number };
-rows.push({ name: "TF.js reference (WASM)", medianMs: reference.medianMs });
-
-const fp32 = rows.find((row) => row.name === "onnx fp32")?.medianMs ?? Number.NaN;
-console.log(`Machine: ${cpus()[0]?.model ?? "cpu"}, ${availableParallelism()} cores; node ${process.version}; onnxruntime-node ${ort.env.versions.node}`);
-console.log(`Batch: ${BATCH_SIZE} mixed-length sentences, ${realTokens} tokens after truncation to ${manifest.maxTokens}, padded to ${padded.sequenceLength}; ${runs} runs (reference ${referenceRuns})\n`);
-console.log("| engine | median ms / batch | texts/s | vs fp32 | vs reference |");
-console.log("|---|---:|---:|---:|---:|");
-for (const row of rows) {
-  console.log(`| ${row.name} | ${row.medianMs.toFixed(1)} | ${((BATCH_SIZE * 1000) / row.medianMs).toFixed(0)} | ${(fp32 / row.medianMs).toFixed(2)}x | ${(reference.medianMs / row.medianMs).toFixed(1)}x |`);
+if (phases.has("service")) {
+  progress(`service: ${transports.join(", ")} x ${workloads.join(", ")} x concurrency ${concurrencies.join(", ")} x ${plan.runs} runs of ${plan.durationMs / 1000} s`);
+  const service = await startServerProcess(new URL("./service-server.ts", import.meta.url), { cpuProfileDir: values["cpu-prof"] });
+  try {
+    const probe = await fetch(`${service.urls.http1}/v1/embeddings`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ texts: ["which precision runs by default?"] }),
+    });
+    const servicePrecision = ((await probe.json()) as { model_info?: { precision?: string } }).model_info?.precision ?? "unknown";
+    results.model.servicePrecision = servicePrecision;
+    if (servicePrecision !== model.precision) progress(`WARNING: the service ran ${servicePrecision}, limit A used ${model.precision}`);
+    results.service = await runLoadPlan(service, corpora, plan, ({ transport, workload, concurrency, summary }) =>
+      progress(`  ${transport} ${workload} c${concurrency}: ${rate(summary.textsPerSecond)} texts/s, p99 ${summary.latencyMs.p99.toFixed(1)} ms, ` +
+        `loop p99 ${summary.loopP99Ms.toFixed(1)} ms${summary.errors ? `, ${summary.errors} errors (${summary.firstError})` : ""}`));
+  } finally {
+    await service.stop();
+  }
 }
-console.log("\n| tokenizer input | texts/s |");
-console.log("|---|---:|");
-console.log(`| short (${shortTokens} tokens) | ${shortRate.toFixed(0)} |`);
-console.log(`| long (10,000 chars, truncated to ${manifest.maxTokens}) | ${longRate.toFixed(0)} |`);
+results.loadAverage.end = loadAverage();
+
+console.log(formatReport(results));
+if (values.json) writeFileSync(values.json, `${JSON.stringify(results, null, 1)}\n`);
