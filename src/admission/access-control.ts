@@ -29,8 +29,9 @@ export interface AccessControlDeps {
 }
 
 /**
- * Creates the access check. Refusals are counted in `sutra_failures_total` by
- * reason, and rate-limit refusals also in `sutra_rate_limited_total` by limit.
+ * Creates the access check. Rate-limit refusals are counted in
+ * `sutra_rate_limited_total` by limit; the transports count every refusal in
+ * `sutra_failures_total` where they answer it.
  */
 export function createAccessControl(deps: AccessControlDeps): AccessControl {
   const { authenticator, rateLimiter, metrics } = deps;
@@ -49,9 +50,8 @@ export function createAccessControl(deps: AccessControlDeps): AccessControl {
       try {
         return await admitted(headers, level);
       } catch (error) {
-        if (error instanceof EmbedderError && metrics !== undefined) {
-          metrics.failuresTotal.inc({ reason: error.reason });
-          if (error.reason === "RATE_LIMITED") metrics.rateLimitedTotal.inc({ limit: String(error.details.limit) });
+        if (error instanceof EmbedderError && error.reason === "RATE_LIMITED") {
+          metrics?.rateLimitedTotal.inc({ limit: String(error.details.limit) });
         }
         throw error;
       }

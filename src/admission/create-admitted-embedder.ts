@@ -1,6 +1,7 @@
 import { EmbedderError } from "../domain/errors.js";
 import type { EmbedRequest, Embedder, EmbedStreamResult } from "../domain/types.js";
 import type { Logger } from "../observability/logger.js";
+import { markFailureCounted } from "../observability/count-failure.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { RateLimiter } from "./rate-limit.js";
 
@@ -32,7 +33,6 @@ export function createAdmittedEmbedder(deps: AdmittedEmbedderDeps): Embedder {
 
   const admitted = async <T extends EmbedStreamResult>(request: EmbedRequest, inputs: (result: T) => number, work: () => Promise<T>): Promise<T> => {
     if (deps.maxConcurrency > 0 && inFlight >= deps.maxConcurrency) {
-      metrics.failuresTotal.inc({ reason: "OVERLOADED" });
       throw new EmbedderError("OVERLOADED", `the server is at its limit of ${deps.maxConcurrency} concurrent requests`, {
         details: { limit: deps.maxConcurrency },
         retryAfterMs: CONCURRENCY_RETRY_AFTER_MS,
@@ -61,6 +61,10 @@ export function createAdmittedEmbedder(deps: AdmittedEmbedderDeps): Embedder {
         "embedded",
       );
       return result;
+    } catch (error) {
+      // The pipeline counted it in sutra_failures_total; the transport must not count it again.
+      markFailureCounted(error);
+      throw error;
     } finally {
       inFlight--;
     }

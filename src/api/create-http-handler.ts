@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import type { AccessControl, AccessLevel } from "../admission/access-control.js";
 import { EmbedderError } from "../domain/errors.js";
 import type { Principal } from "../domain/types.js";
+import { countFailure } from "../observability/count-failure.js";
 import type { Metrics } from "../observability/metrics.js";
 import { accessOfRpc, principalKey } from "./access-policy.js";
 import type { NodeRequest, NodeResponse } from "./node-types.js";
@@ -109,6 +110,7 @@ export function createHttpHandler(options: HttpHandlerOptions): (request: NodeRe
     } catch (reason) {
       const error = EmbedderError.from(reason);
       logEmbedderError(options.logger, error, { requestId, method: httpMethod, path: url.pathname });
+      countFailure(options.metrics, error);
       if (error.reason === "UNAUTHENTICATED") response.setHeader("www-authenticate", wwwAuthenticate);
       writeRestError(response, error, requestId);
       return;
@@ -130,6 +132,7 @@ export function createHttpHandler(options: HttpHandlerOptions): (request: NodeRe
     } catch (reason) {
       const error = EmbedderError.from(reason);
       logEmbedderError(options.logger, error, { requestId, method: httpMethod, path: url.pathname });
+      countFailure(options.metrics, error);
       writeRestError(response, error, requestId);
     }
   };

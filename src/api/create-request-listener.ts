@@ -4,6 +4,7 @@ import { createServiceImplSpec } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { AccessControl } from "../admission/access-control.js";
 import type { Embedder } from "../domain/types.js";
+import { countFailure } from "../observability/count-failure.js";
 import type { Metrics } from "../observability/metrics.js";
 import { file_google_rpc_error_details } from "../../gen/google/rpc/error_details_pb.js";
 import { file_google_rpc_status } from "../../gen/google/rpc/status_pb.js";
@@ -31,7 +32,7 @@ import { createReflectionServices } from "./create-reflection-services.js";
 import type { NodeRequestListener } from "./node-types.js";
 import { REQUEST_ID_HEADER, resolveRequestId } from "./request-context.js";
 import { createRestHandler } from "./rest/create-rest-handler.js";
-import { createAccessInterceptor, createMetricsInterceptor } from "./rpc-interceptors.js";
+import { createAccessInterceptor, createFailureInterceptor, createMetricsInterceptor } from "./rpc-interceptors.js";
 import { createMetricsRoutes, createSeedRoutes } from "./seed-routes.js";
 import { createErrorInterceptor } from "./to-connect-error.js";
 
@@ -91,7 +92,12 @@ export function createRequestListener(options: RequestListenerOptions): NodeRequ
         .service(ServerReflectionV1, reflection.v1)
         .service(ServerReflectionV1alpha, reflection.v1alpha),
     maxBodyBytes: options.limits.maxBodyBytes,
-    interceptors: [createMetricsInterceptor(options.metrics), createErrorInterceptor(options.logger), createAccessInterceptor(options.access)],
+    interceptors: [
+      createMetricsInterceptor(options.metrics),
+      createErrorInterceptor(options.logger),
+      createFailureInterceptor(options.metrics),
+      createAccessInterceptor(options.access),
+    ],
     logger: options.logger,
   });
   const rest = createRestHandler({
@@ -100,6 +106,7 @@ export function createRequestListener(options: RequestListenerOptions): NodeRequ
     logger: options.logger,
     statusOf: restStatusOf,
     dialects: [createOpenAiDialect({ embedder: options.embedder, limits: options.limits })],
+    onError: (error) => countFailure(options.metrics, error),
   });
   const http = createHttpHandler({
     routes: [

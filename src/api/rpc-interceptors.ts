@@ -1,6 +1,8 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Interceptor } from "@connectrpc/connect";
 import type { AccessControl } from "../admission/access-control.js";
+import { EmbedderError } from "../domain/errors.js";
+import { countFailure } from "../observability/count-failure.js";
 import type { Metrics } from "../observability/metrics.js";
 import { accessOfRpc, principalKey } from "./access-policy.js";
 
@@ -16,6 +18,38 @@ export function createAccessInterceptor(access: AccessControl): Interceptor {
     const principal = await access.admit(request.header, accessOfRpc(request.service.typeName, request.method.name));
     if (principal !== undefined) request.contextValues.set(principalKey, principal);
     return next(request);
+  };
+}
+
+/**
+ * Server interceptor that counts failed rpcs in `sutra_failures_total` by
+ * reason; it sits inside the error interceptor, where failures are still
+ * domain errors (errors that are already ConnectErrors are not counted).
+ */
+export function createFailureInterceptor(metrics: Metrics): Interceptor {
+  const count = (reason: unknown): void => {
+    if (!(reason instanceof ConnectError)) countFailure(metrics, EmbedderError.from(reason));
+  };
+  return (next) => async (request) => {
+    try {
+      const response = await next(request);
+      if (!response.stream) return response;
+      const messages = response.message;
+      return {
+        ...response,
+        message: (async function* countedFailures() {
+          try {
+            yield* messages;
+          } catch (reason) {
+            count(reason);
+            throw reason;
+          }
+        })(),
+      };
+    } catch (reason) {
+      count(reason);
+      throw reason;
+    }
   };
 }
 

@@ -22,6 +22,8 @@ export interface RestHandlerOptions {
   logger: Logger;
   /** HTTP status of a successful answer when it is not 200 (e.g. 503 for an unhealthy health report). */
   statusOf?: (method: DescMethod, response: Message) => number | undefined;
+  /** Called with every error the handler answers (to count failures by reason). */
+  onError?: (error: EmbedderError) => void;
   /** Other JSON dialects of a route's body, tried in order before the rpc's own (the OpenAI dialect of POST /v1/embeddings). */
   dialects?: readonly RestDialect[];
 }
@@ -92,6 +94,7 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
     } catch (reason) {
       const error = EmbedderError.from(reason);
       logEmbedderError(options.logger, error, { requestId, method: httpMethod, path: url.pathname });
+      options.onError?.(error);
       writeRestError(response, error, requestId);
     }
   };
