@@ -105,7 +105,8 @@ export function formatReport(results: BenchResults): string {
       "## Service",
       "",
       `Loop p99: event-loop delay of the server's main thread (\`monitorEventLoopDelay\`, ${LOOP_RESOLUTION_MS} ms resolution, values include it); ` +
-        "main busy: its event-loop utilisation; server CPU: the whole server process (main thread, inference workers); client CPU: the bench process.",
+        "main busy: its event-loop utilisation; mean batch: texts per inference batch (the service's `sutra_batch_size`); " +
+        "server CPU: the whole server process (main thread, inference workers); client CPU: the bench process.",
       "",
     );
     for (const workload of plan.workloads) {
@@ -113,13 +114,13 @@ export function formatReport(results: BenchResults): string {
       print(
         `### ${WORKLOADS[workload].label}`,
         "",
-        "| transport | concurrency | texts/s | tokens/s | p50 ms | p95 ms | p99 ms | loop p99 ms | main busy | server CPU µs/text | client CPU µs/text | vs A | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| transport | concurrency | texts/s | tokens/s | p50 ms | p95 ms | p99 ms | loop p99 ms | main busy | mean batch | server CPU µs/text | client CPU µs/text | vs A | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
       );
       for (const { transport, concurrency, summary } of results.service.filter((cell) => cell.workload === workload)) {
         print(
           `| ${TRANSPORT_LABELS[transport]} | ${concurrency} | ${fixed(summary.textsPerSecond)} | ${fixed(summary.tokensPerSecond)} | ${ms(summary.latencyMs.p50)} | ` +
-            `${ms(summary.latencyMs.p95)} | ${ms(summary.latencyMs.p99)} | ${ms(summary.loopP99Ms)} | ${percent(summary.mainThreadUtilization)} | ` +
+            `${ms(summary.latencyMs.p95)} | ${ms(summary.latencyMs.p99)} | ${ms(summary.loopP99Ms)} | ${percent(summary.mainThreadUtilization)} | ${fixed(summary.meanBatchSize, 1)} | ` +
             `${fixed(summary.serverCpuUsPerText)} | ${fixed(summary.clientCpuUsPerText)} | ${ratio(summary.textsPerSecond / (limit?.textsPerSecond ?? Number.NaN))} | ` +
             `${summary.errors}${summary.firstError ? ` (${summary.firstError})` : ""} |`,
         );

@@ -36,6 +36,8 @@ export interface ServerPhaseStats {
   mainThreadUtilization: number;
   /** User + system CPU time of the whole server process. */
   cpuMs: number;
+  /** Increase of each counter the server reports (see {@link serveBenchProtocol}); empty for servers without any. */
+  counters: Record<string, number>;
 }
 
 /**
@@ -110,8 +112,8 @@ export async function startServerProcess(script: URL, options: ServerProcessOpti
     async endPhase() {
       const stats = nextMessage(child, "phase-stats");
       send({ type: "phase-end" });
-      const { loopP50Ms, loopP99Ms, loopMaxMs, mainThreadUtilization, cpuMs } = await stats;
-      return { loopP50Ms, loopP99Ms, loopMaxMs, mainThreadUtilization, cpuMs };
+      const { loopP50Ms, loopP99Ms, loopMaxMs, mainThreadUtilization, cpuMs, counters } = await stats;
+      return { loopP50Ms, loopP99Ms, loopMaxMs, mainThreadUtilization, cpuMs, counters };
     },
     async stop() {
       if (child.exitCode !== null) return;
@@ -125,10 +127,14 @@ export async function startServerProcess(script: URL, options: ServerProcessOpti
 
 /**
  * The child's side: announces `urls`, measures each phase (event-loop delay
- * histogram and utilisation of this main thread, process CPU time), and on
- * "stop" awaits `stop` and exits.
+ * histogram and utilisation of this main thread, process CPU time, and the
+ * increase of whatever `readCounters` returns), and on "stop" awaits `stop` and exits.
  */
-export function serveBenchProtocol(urls: ServerUrls, stop: () => Promise<void>): void {
+export function serveBenchProtocol(
+  urls: ServerUrls,
+  stop: () => Promise<void>,
+  readCounters: () => Promise<Record<string, number>> = async () => ({}),
+): void {
   if (!process.send) throw new Error("a bench server must be started by bench/server-process.ts (no IPC channel)");
   const send = (message: ChildMessage) => process.send?.(message);
   const histogram = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
@@ -136,21 +142,27 @@ export function serveBenchProtocol(urls: ServerUrls, stop: () => Promise<void>):
   const toMs = (nanoseconds: number) => nanoseconds / 1e6;
   let cpuAtStart = process.cpuUsage();
   let utilizationAtStart = performance.eventLoopUtilization();
-  process.on("message", (message: ParentMessage) => {
+  let countersAtStart: Record<string, number> = {};
+  process.on("message", async (message: ParentMessage) => {
     if (message.type === "phase-start") {
+      countersAtStart = await readCounters();
       histogram.reset();
       cpuAtStart = process.cpuUsage();
       utilizationAtStart = performance.eventLoopUtilization();
       send({ type: "phase-started" });
     } else if (message.type === "phase-end") {
       const cpu = process.cpuUsage(cpuAtStart);
+      const utilization = performance.eventLoopUtilization(utilizationAtStart).utilization;
+      const counters = await readCounters();
+      for (const [name, value] of Object.entries(counters)) counters[name] = value - (countersAtStart[name] ?? 0);
       send({
         type: "phase-stats",
         loopP50Ms: toMs(histogram.percentile(50)),
         loopP99Ms: toMs(histogram.percentile(99)),
         loopMaxMs: toMs(histogram.max),
-        mainThreadUtilization: performance.eventLoopUtilization(utilizationAtStart).utilization,
+        mainThreadUtilization: utilization,
         cpuMs: (cpu.user + cpu.system) / 1000,
+        counters,
       });
     } else if (message.type === "stop") {
       histogram.disable();

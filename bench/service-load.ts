@@ -51,6 +51,8 @@ export interface CellSummary {
   /** CPU time per text answered: the whole server process, and the bench's client process. */
   serverCpuUsPerText: number;
   clientCpuUsPerText: number;
+  /** Mean texts per inference batch, where the server counts its batches (the service; NaN for echo servers). */
+  meanBatchSize: number;
   errors: number;
   firstError?: string;
 }
@@ -79,6 +81,7 @@ function summarize(runs: CellRun[]): CellSummary {
     mainThreadUtilization: of((run) => run.server.mainThreadUtilization),
     serverCpuUsPerText: of((run) => (run.server.cpuMs * 1000) / run.texts),
     clientCpuUsPerText: of((run) => (run.clientCpuMs * 1000) / run.texts),
+    meanBatchSize: of((run) => (run.server.counters.batches ? (run.server.counters.batchedTexts ?? Number.NaN) / run.server.counters.batches : Number.NaN)),
     errors: runs.reduce((sum, run) => sum + run.errors, 0),
     firstError: runs.find((run) => run.firstError)?.firstError,
   };
