@@ -9,6 +9,7 @@ import {
   toGenerateEmbeddingsResponse,
   toGetHealthResponse,
   toListModelsResponse,
+  toDownloadModelResponse,
   toModel,
   toModelFilter,
 } from "./proto-conversion.js";
@@ -29,7 +30,7 @@ export interface EmbedderServiceDeps {
  * domain types, validates at the boundary, calls the one Embedder seam, and
  * sets the TEI timing headers. Failures are thrown as EmbedderError; the
  * transports map them (error interceptor, REST envelope). The streaming rpcs
- * and DownloadModel answer NOT_IMPLEMENTED until their issues land.
+ * answer NOT_IMPLEMENTED until their issue lands.
  */
 export function createEmbedderService(deps: EmbedderServiceDeps): ServiceImpl<typeof EmbedderService> {
   return {
@@ -56,16 +57,13 @@ export function createEmbedderService(deps: EmbedderServiceDeps): ServiceImpl<ty
     async listModels(request) {
       return toListModelsResponse(await deps.embedder.listModels(toModelFilter(request)));
     },
-    async getModel(request) {
-      const models = await deps.embedder.listModels({});
-      const model = models.find((candidate) => candidate.id === request.modelId || candidate.aliases.includes(request.modelId));
-      if (!model) {
-        throw new EmbedderError("UNKNOWN_MODEL", `unknown model "${request.modelId}"`, { details: { model: request.modelId } });
-      }
-      return { model: toModel(model) };
+    async getModel(request, context) {
+      if (!deps.embedder.getModel) throw notImplemented(context);
+      return { model: toModel(await deps.embedder.getModel(request.modelId)) };
     },
-    downloadModel(_request, context) {
-      throw notImplemented(context);
+    async downloadModel(request, context) {
+      if (!deps.embedder.downloadModel) throw notImplemented(context);
+      return toDownloadModelResponse(await deps.embedder.downloadModel(request.modelId, request.revision));
     },
     getHealth() {
       return toGetHealthResponse(deps.embedder.health());

@@ -9,6 +9,7 @@ import type {
   HardwareProfileName,
   HealthReport,
   ModelDescription,
+  ModelDownloadStatus,
   QuantizationChoice,
   TruncateMode,
 } from "../domain/types.js";
@@ -21,6 +22,7 @@ import {
   TruncateSchema,
 } from "../../gen/sutra/embedder/v1/embedder_pb.js";
 import type {
+  DownloadModelResponseSchema,
   EmbeddingConfig,
   GenerateEmbeddingsRequest,
   GenerateEmbeddingsResponseSchema,
@@ -170,6 +172,19 @@ export function toModel(model: ModelDescription): MessageInitShape<typeof ModelS
   };
 }
 
+/** Converts a download's state into a DownloadModelResponse. */
+export function toDownloadModelResponse(status: ModelDownloadStatus): MessageInitShape<typeof DownloadModelResponseSchema> {
+  return {
+    modelId: status.modelId,
+    status: protoEnum(ModelStatusSchema, status.status),
+    progress: status.progress,
+    etaSeconds: status.etaSeconds,
+    bytesDownloaded: BigInt(Math.trunc(status.bytesDownloaded)),
+    bytesTotal: BigInt(Math.trunc(status.bytesTotal)),
+    message: status.message,
+  };
+}
+
 /** Converts the health report into a GetHealthResponse. */
 export function toGetHealthResponse(report: HealthReport): MessageInitShape<typeof GetHealthResponseSchema> {
   return {
@@ -181,6 +196,9 @@ export function toGetHealthResponse(report: HealthReport): MessageInitShape<type
       entries: BigInt(Math.trunc(report.cache.entries)),
       hits: BigInt(Math.trunc(report.cache.hits)),
       misses: BigInt(Math.trunc(report.cache.misses)),
+      size: BigInt(Math.trunc(report.cache.entries)),
+      maxSize: BigInt(Math.trunc(report.cache.maxEntries ?? 0)),
+      ttlSeconds: report.cache.ttlSeconds ?? 0,
     },
     version: report.version,
     uptimeSeconds: report.uptimeSeconds,

@@ -4,12 +4,14 @@ import { createAccessControl } from "../admission/access-control.js";
 import { createAdmittedEmbedder } from "../admission/create-admitted-embedder.js";
 import { createRateLimiter } from "../admission/rate-limit.js";
 import { createServer } from "../api/create-server.js";
+import { createEmbeddingCache } from "../cache/embedding-cache.js";
 import { parseModelAliases } from "../api/openai/model-aliases.js";
 import { createAuthenticator } from "../auth/create-authenticator.js";
 import { createInferencePool, type InferencePool } from "../inference/pool.js";
 import { resolveHardwareProfile, tierOf } from "../inference/hardware-profile.js";
 import { probeCuda } from "../inference/probe-cuda.js";
 import { BUILTIN_MODELS_DIR } from "../models/builtin.js";
+import { createVariantPreparer } from "../models/hub/prepare-variants.js";
 import { createModelRegistry } from "../models/registry.js";
 import type { Logger } from "../observability/logger.js";
 import { createMetrics, registerServiceGauges, type Metrics } from "../observability/metrics.js";
@@ -48,11 +50,29 @@ export async function buildService(config: ServeConfig, logger: Logger): Promise
       logger.error({ err: error }, "inference worker lost; starting a replacement");
     },
   });
+  let warmup = async (_modelId: string): Promise<void> => {};
   const registry = createModelRegistry({
     modelDirs: [BUILTIN_MODELS_DIR, resolve(config.modelsDir)],
     defaultModelId: config.defaultModel,
     aliases: parseModelAliases(config.modelAliases, config.defaultModel),
+    memoryBudgetMb: config.modelMemoryBudgetMb ?? 0,
+    sessionsPerModel: profile.workers,
+    releaseModel: (dir) => pool.releaseModel(dir),
+    hub: {
+      endpoint: config.hfEndpoint ?? "https://huggingface.co",
+      token: config.hfToken || undefined,
+      allowlist: (config.modelAllowlist ?? "").split(",").map((id) => id.trim()).filter(Boolean),
+    },
+    prepareDownload: createVariantPreparer(logger),
+    warmup: (modelId) => warmup(modelId),
+    onEvent: (event) => {
+      if (event.kind === "failed") logger.error({ model: event.modelId, reason: event.reason }, "model download failed");
+      else logger.info({ model: event.modelId }, `model ${event.kind}`);
+    },
   });
+  const cache = (config.cacheSize ?? 0) > 0
+    ? createEmbeddingCache({ maxEntries: config.cacheSize ?? 0, ttlSeconds: config.cacheTtlS ?? 0 })
+    : undefined;
   const embedder = createEmbedder({
     registry,
     pool,
@@ -62,7 +82,14 @@ export async function buildService(config: ServeConfig, logger: Logger): Promise
     version: packageVersion,
     logger,
     metrics,
+    cache,
   });
+  warmup = async (modelId) => {
+    await embedder.embed({
+      requestId: `warmup-${modelId}`, texts: ["warmup"], dimensions: 0, model: modelId, config: {},
+      truncate: "end", normalize: true, embeddingTypes: ["float"], allowCrossModelFallback: false,
+    });
+  };
   const tls = config.tlsCert && config.tlsKey
     ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) }
     : undefined;

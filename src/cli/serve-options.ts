@@ -33,9 +33,26 @@ export interface ServeConfig {
   maxConcurrency: number;
   /** `alias=model,...`; OpenAI's model names alias the default model unless given here. */
   modelAliases: string;
+  /** Hugging Face–compatible hub for DownloadModel; default the public hub. */
+  hfEndpoint?: string;
+  hfToken?: string;
+  /** Comma-separated model ids (or `org/*`) DownloadModel accepts; empty = any. */
+  modelAllowlist?: string;
+  /** Memory the loaded models other than the default may take (MB); 0 or absent = unlimited. */
+  modelMemoryBudgetMb?: number;
+  /** Embedding cache entries; 0 or absent = off (the CLI's default is 10000). */
+  cacheSize?: number;
+  /** Embedding cache entry lifetime in seconds; 0 = no expiry. */
+  cacheTtlS?: number;
 }
 
 const PROFILES = ["auto", "minimal", "low", "medium", "high", "extreme", "desktop", "server", "h100"];
+
+const nonNegative = (value: string): number => {
+  const parsed = Number(value);
+  if (!Number.isFinite(parsed) || parsed < 0) throw new Error(`expected a non-negative number, got "${value}"`);
+  return parsed;
+};
 
 const integer = (value: string): number => {
   const parsed = Number(value);
@@ -73,7 +90,13 @@ export function addServeOptions(command: Command): Command {
     .addOption(new Option("--rate-limit-tpm <n>", "tokens per minute per principal (0 = unlimited)").env("SUTRA_RATE_LIMIT_TPM").default(0).argParser(integer))
     .addOption(new Option("--rate-limit-burst <n>", "requests a principal may send at once (0 = a minute's worth, the RPM)").env("SUTRA_RATE_LIMIT_BURST").default(0).argParser(integer))
     .addOption(new Option("--max-concurrency <n>", "most embedding requests in the pipeline at once; beyond it OVERLOADED (429) at once (0 = unlimited)").env("SUTRA_MAX_CONCURRENCY").default(512).argParser(integer))
-    .addOption(new Option("--model-aliases <list>", "model aliases, `alias=model,...`; text-embedding-3-small, -3-large and -ada-002 alias the default model unless set here").env("SUTRA_MODEL_ALIASES").default(""));
+    .addOption(new Option("--model-aliases <list>", "model aliases, `alias=model,...`; text-embedding-3-small, -3-large and -ada-002 alias the default model unless set here").env("SUTRA_MODEL_ALIASES").default(""))
+    .addOption(new Option("--hf-endpoint <url>", "Hugging Face–compatible hub DownloadModel fetches from").env("HF_ENDPOINT").default("https://huggingface.co"))
+    .addOption(new Option("--hf-token <token>", "hub token for gated or private models; prefer the env var to a flag").env("HF_TOKEN"))
+    .addOption(new Option("--model-allowlist <ids>", "model ids DownloadModel accepts, comma-separated (`org/*` for an organisation); empty = any").env("SUTRA_MODEL_ALLOWLIST").default(""))
+    .addOption(new Option("--model-memory-budget-mb <mb>", "memory for loaded models besides the default (fp32 weights x workers); over it the least recently used is unloaded (0 = unlimited)").env("SUTRA_MODEL_MEMORY_BUDGET_MB").default(0).argParser(nonNegative))
+    .addOption(new Option("--cache-size <n>", "embedding cache entries (0 = cache off)").env("SUTRA_CACHE_SIZE").default(10_000).argParser(integer))
+    .addOption(new Option("--cache-ttl-s <seconds>", "embedding cache entry lifetime (0 = no expiry)").env("SUTRA_CACHE_TTL_S").default(3600).argParser(nonNegative));
 }
 
 /**
@@ -116,5 +139,11 @@ export function readServeConfig(command: Command): ServeConfig {
     rateLimitBurst: Number(options.rateLimitBurst),
     maxConcurrency: Number(options.maxConcurrency),
     modelAliases: String(options.modelAliases),
+    hfEndpoint: String(options.hfEndpoint),
+    hfToken: options.hfToken as string | undefined,
+    modelAllowlist: String(options.modelAllowlist),
+    modelMemoryBudgetMb: Number(options.modelMemoryBudgetMb),
+    cacheSize: Number(options.cacheSize),
+    cacheTtlS: Number(options.cacheTtlS),
   };
 }

@@ -1,3 +1,5 @@
+import { randomUUID } from "node:crypto";
+import { BroadcastChannel } from "node:worker_threads";
 import { Piscina } from "piscina";
 import { EmbedderError } from "../domain/errors.js";
 import type { InferenceResult, InferenceTask } from "./task.js";
@@ -29,6 +31,11 @@ export interface InferencePool {
    */
   run(task: InferenceTask, signal?: AbortSignal): Promise<InferenceResult>;
   workers(): WorkerStatus;
+  /**
+   * Tells every worker to close its sessions of model files under `dir` (the model was
+   * unloaded); a session busy with a batch closes when the batch ends.
+   */
+  releaseModel(dir: string): void;
   /** Test hook: terminates one worker thread as a crash would. */
   terminateOneWorker(): Promise<void>;
   close(): Promise<void>;
@@ -36,7 +43,11 @@ export interface InferencePool {
 
 /** Creates the piscina pool; threads start eagerly so the first request does not pay for them. */
 export function createInferencePool(options: InferencePoolOptions): InferencePool {
+  const sessionChannelName = `sutra-sessions-${randomUUID()}`;
+  const sessionChannel = new BroadcastChannel(sessionChannelName);
+  sessionChannel.unref();
   const pool = new Piscina<InferenceTask, InferenceResult>({
+    workerData: { sessionChannel: sessionChannelName },
     filename: new URL("./worker-entry.mjs", import.meta.url).href,
     minThreads: options.threads,
     maxThreads: options.threads,
@@ -66,11 +77,15 @@ export function createInferencePool(options: InferencePoolOptions): InferencePoo
       }
     },
     workers: () => ({ ready: pool.threads.length, total: options.threads, replaced, lastLostAt }),
+    releaseModel(dir) {
+      sessionChannel.postMessage({ release: dir });
+    },
     async terminateOneWorker() {
       await pool.threads[0]?.terminate();
     },
     async close() {
       closing = true;
+      sessionChannel.close();
       await pool.destroy();
     },
   };

@@ -1,5 +1,6 @@
 import { performance } from "node:perf_hooks";
 import * as ort from "onnxruntime-node";
+import { BroadcastChannel, workerData } from "node:worker_threads";
 import { move, transferableSymbol, valueSymbol } from "piscina";
 import { poolTokens } from "./pooling.js";
 import type { InferenceResult, InferenceTask, SessionSettings } from "./task.js";
@@ -7,9 +8,38 @@ import type { InferenceResult, InferenceTask, SessionSettings } from "./task.js"
 interface OpenSession {
   session: ort.InferenceSession;
   executionProvider: string;
+  /** Batches running on the session; a release waits for them. */
+  running: number;
+  released: boolean;
 }
 
 const sessions = new Map<string, Promise<OpenSession>>();
+
+/**
+ * Closes this thread's sessions of every model file under `dir` (the registry unloaded the
+ * model). A session busy with a batch is closed when the batch ends; the next batch for the
+ * model, after a reload, opens a fresh one.
+ */
+async function releaseSessionsUnder(dir: string): Promise<void> {
+  for (const [key, pending] of [...sessions]) {
+    if (!key.startsWith(dir)) continue;
+    sessions.delete(key);
+    const open = await pending.catch(() => undefined);
+    if (open === undefined || open.released) continue;
+    open.released = true;
+    if (open.running === 0) await open.session.release();
+  }
+}
+
+const sessionChannelName = (workerData as { sessionChannel?: string } | undefined)?.sessionChannel;
+if (sessionChannelName) {
+  const channel = new BroadcastChannel(sessionChannelName);
+  channel.unref();
+  channel.onmessage = (event) => {
+    const { release } = (event as { data: { release?: unknown } }).data;
+    if (typeof release === "string") void releaseSessionsUnder(release);
+  };
+}
 
 /**
  * Opens a session with the preferred execution providers, falling back to CPU
@@ -27,13 +57,13 @@ async function openSession(modelFile: string, settings: SessionSettings): Promis
   if (preferred.length > 0) {
     try {
       const session = await ort.InferenceSession.create(modelFile, { ...options, executionProviders: [...preferred, "cpu"] });
-      return { session, executionProvider: preferred[0] };
+      return { session, executionProvider: preferred[0], running: 0, released: false };
     } catch {
       // The provider is unavailable on this host; the pool reports the CPU fallback.
     }
   }
   const session = await ort.InferenceSession.create(modelFile, { ...options, executionProviders: ["cpu"] });
-  return { session, executionProvider: "cpu" };
+  return { session, executionProvider: "cpu", running: 0, released: false };
 }
 
 function sessionFor(modelFile: string, settings: SessionSettings): Promise<OpenSession> {
@@ -53,13 +83,20 @@ function sessionFor(modelFile: string, settings: SessionSettings): Promise<OpenS
  * as a transferred Float32Array. Output tensors are released before returning.
  */
 async function runTask(task: InferenceTask): Promise<InferenceResult> {
-  const { session, executionProvider } = await sessionFor(task.modelFile, task.settings);
+  const open = await sessionFor(task.modelFile, task.settings);
+  const { session, executionProvider } = open;
   const feeds: Record<string, ort.Tensor> = {};
   for (const [name, tensor] of Object.entries(task.inputs)) {
     if (session.inputNames.includes(name)) feeds[name] = new ort.Tensor("int64", tensor.data, tensor.dims);
   }
   const started = performance.now();
-  const outputs = await session.run(feeds, [task.output]);
+  open.running++;
+  let outputs: ort.InferenceSession.OnnxValueMapType;
+  try {
+    outputs = await session.run(feeds, [task.output]);
+  } finally {
+    if (--open.running === 0 && open.released) void open.session.release();
+  }
   const inferenceMs = performance.now() - started;
   const output = outputs[task.output];
   try {

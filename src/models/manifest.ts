@@ -59,4 +59,13 @@ export interface ModelManifest {
   variants: Partial<Record<Precision, ModelVariant>>;
   /** sha256 (hex) of every file in the folder except the manifest itself. */
   files: Record<string, string>;
+  /**
+   * Task presets a `prompt_name` may name (`general`, `reviews`, ...): task name -> instruction,
+   * applied in the Qwen3 format. Absent: the registry's default presets (see `task-presets.ts`).
+   */
+  taskPresets?: Record<string, string>;
+  /** Where the files came from when downloaded: the hub repository and the commit it resolved to. */
+  hub?: { endpoint: string; repo: string; revision: string; commit: string };
+  /** Folder layout the manifest describes: ours, or a Hugging Face sentence-transformers folder. */
+  layout?: "sutra" | "sentence-transformers";
 }

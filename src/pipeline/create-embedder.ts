@@ -1,6 +1,7 @@
 import { performance } from "node:perf_hooks";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { createBatcher } from "../batching/create-batcher.js";
+import { embeddingCacheKey, type CachedEmbedding, type EmbeddingCache } from "../cache/embedding-cache.js";
 import { EmbedderError } from "../domain/errors.js";
 import type {
   EmbedRequest,
@@ -15,7 +16,7 @@ import { resolveHardwareProfile, type HardwareProfile } from "../inference/hardw
 import type { InferencePool } from "../inference/pool.js";
 import type { InferenceResult, InferenceTask } from "../inference/task.js";
 import type { ModelManifest } from "../models/manifest.js";
-import type { ModelRegistry } from "../models/registry.js";
+import type { ModelChoice, ModelRegistry } from "../models/registry.js";
 import { selectVariant } from "../models/select-variant.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
@@ -38,6 +39,8 @@ export interface EmbedderDeps {
   version: string;
   logger: Logger;
   metrics: Metrics;
+  /** Embedding cache (hits skip tokenization and inference); absent = off. */
+  cache?: EmbeddingCache;
 }
 
 /** How long health stays degraded after a worker was replaced. */
@@ -71,6 +74,13 @@ async function tokenizeAll(tokenizer: Tokenizer, texts: string[], truncate: Embe
     encodings.push(...tokenizer.encodeBatch(texts.slice(start, start + TOKENIZE_SLICE), { truncate }));
   }
   return encodings;
+}
+
+/** The health report's cache section. */
+function cacheReport(cache: EmbeddingCache | undefined): HealthReport["cache"] {
+  if (!cache) return { enabled: false, entries: 0, hits: 0, misses: 0, maxEntries: 0, ttlSeconds: 0 };
+  const stats = cache.stats();
+  return { enabled: stats.maxSize > 0, entries: stats.size, hits: stats.hits, misses: stats.misses, maxEntries: stats.maxSize, ttlSeconds: stats.ttlSeconds };
 }
 
 /**
@@ -158,7 +168,22 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
   /** Runs an admitted request; with `onItem` (streaming) each input is told as its batch finishes and `embeddings` stays empty. */
   const embedAccepted = async (request: EmbedRequest, signal?: AbortSignal, onItem?: (item: EmbedStreamItem) => void): Promise<EmbedResult> => {
     const started = performance.now();
-    const { model, preset } = await deps.registry.resolve(request.model);
+    const choice = await deps.registry.resolve(request.model);
+    try {
+      return await embedResolved(choice, started, request, signal, onItem);
+    } finally {
+      choice.release?.();
+    }
+  };
+
+  /** {@link embedAccepted} once the model is resolved (and held loaded until the request ends). */
+  const embedResolved = async (
+    { model, preset }: ModelChoice,
+    started: number,
+    request: EmbedRequest,
+    signal?: AbortSignal,
+    onItem?: (item: EmbedStreamItem) => void,
+  ): Promise<EmbedResult> => {
     const { manifest } = model;
     const plan = resolveDimensions(request.dimensions, manifest);
     const requestProfile = request.config.hardwareProfile && request.config.hardwareProfile !== "auto"
@@ -189,9 +214,21 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
     }
 
     const tokenizeStarted = performance.now();
-    const encodings = request.tokenIds !== undefined
+    const modelFile = `${model.dir}/${variant.file}`;
+    const executionProviders = requestProfile.executionProviders;
+    const prepared = request.tokenIds === undefined ? prepareTexts(request.texts, manifest, request.promptName, request.instruction) : undefined;
+    const cacheKeys = deps.cache && prepared?.map((text) => embeddingCacheKey({
+      modelId: manifest.id, modelFile, modelFileSha256: manifest.files[variant.file] ?? "", precision: variant.precision,
+      executionProviders, dimensions: plan.size, normalize: request.normalize, truncate: request.truncate, text,
+    }));
+    const hits: Array<CachedEmbedding | undefined> = cacheKeys?.map((cacheKey) => deps.cache?.get(cacheKey)) ?? [];
+    const fresh = request.tokenIds !== undefined
       ? encodeTokenIds(request.tokenIds, model.tokenizer, request.truncate)
-      : await tokenizeAll(model.tokenizer, prepareTexts(request.texts, manifest, request.promptName, request.instruction), request.truncate);
+      : await tokenizeAll(model.tokenizer, (prepared ?? []).filter((_, index) => hits[index] === undefined), request.truncate);
+    let freshSlot = 0;
+    const encodings: Encoding[] = hits.length === 0 ? fresh : hits.map((hit) => hit === undefined
+      ? fresh[freshSlot++]
+      : { ids: new Int32Array(hit.tokens), truncated: hit.truncated, fullLength: hit.tokens });
     const tokenizationMs = performance.now() - tokenizeStarted;
     const truncatedInputs: number[] = [];
     /** Indices of the inputs that go to the batcher (a streaming call skips inputs that failed alone). */
@@ -208,15 +245,13 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
       }
       if (encoding.truncated) truncatedInputs.push(index);
       promptTokens += encoding.ids.length;
-      submitted.push(index);
+      if (hits[index] === undefined) submitted.push(index);
     });
     if (signal?.aborted) {
       metrics.cancelledTextsTotal.inc(encodings.length);
       throw new EmbedderError("CANCELLED", "the request was cancelled");
     }
 
-    const modelFile = `${model.dir}/${variant.file}`;
-    const executionProviders = requestProfile.executionProviders;
     const key = `${modelFile}|${executionProviders.join(",")}`;
     const types: EmbeddingType[] = variant.binaryOutput && !request.embeddingTypes.includes("binary")
       ? [...request.embeddingTypes, "binary"]
@@ -226,20 +261,39 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
       if (request.normalize || plan.policy === "matryoshka") normalizeInPlace(vector);
       return encodeEmbedding(vector, types);
     };
+    /** Keeps a computed vector in the cache (a copy, before `finish` changes it in place). */
+    const remember = (slot: number, vector: Float32Array, provider: string) => {
+      const index = submitted[slot];
+      const cacheKey = cacheKeys?.[index];
+      if (cacheKey === undefined) return;
+      deps.cache?.set(cacheKey, { vector, tokens: encodings[index].ids.length, truncated: encodings[index].truncated, executionProvider: provider });
+    };
+    const fromCache = (hit: CachedEmbedding) => finish(new Float32Array(hit.vector));
+    if (onItem) {
+      hits.forEach((hit, index) => {
+        if (hit) onItem({ index, embedding: fromCache(hit), tokens: hit.tokens, run: runInfo(hit.executionProvider) });
+      });
+    }
     const tellItem = onItem && ((slot: number, vector: Float32Array, provider: string) => {
       const index = submitted[slot];
+      remember(slot, vector, provider);
       onItem({ index, embedding: finish(vector), tokens: encodings[index].ids.length, run: runInfo(provider) });
     });
 
     const queued = performance.now();
     metrics.queueDepth.set(batcher.queueDepth() + submitted.length);
-    const { vectors, inferenceMs, executionProvider } = await batcher.submit(
-      submitted.map((index) => ({ ...encodings[index], key })),
-      { batchSizeCap: request.config.batchSize, signal, onItem: tellItem, context: { modelFile, manifest, tokenizer: model.tokenizer, executionProviders } },
-    );
+    const { vectors, inferenceMs, executionProvider } = submitted.length === 0
+      ? { vectors: [], inferenceMs: 0, executionProvider: hits.find((hit) => hit)?.executionProvider ?? executionProviders[0] }
+      : await batcher.submit(
+        submitted.map((index) => ({ ...encodings[index], key })),
+        { batchSizeCap: request.config.batchSize, signal, onItem: tellItem, context: { modelFile, manifest, tokenizer: model.tokenizer, executionProviders } },
+      );
     metrics.queueDepth.set(batcher.queueDepth());
     const queueMs = Math.max(0, performance.now() - queued - inferenceMs);
-    const embeddings = vectors.map(finish);
+    if (!onItem) vectors.forEach((vector, slot) => remember(slot, vector, executionProvider));
+    const computed = vectors.map(finish);
+    let computedSlot = 0;
+    const embeddings = onItem || hits.length === 0 ? computed : hits.map((hit) => (hit ? fromCache(hit) : computed[computedSlot++]));
 
     const totalMs = performance.now() - started;
     metrics.stageSeconds.observe({ stage: "tokenize" }, tokenizationMs / 1000);
@@ -286,7 +340,7 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
         avgLatencyMs: recent.length ? recent.reduce((sum, entry) => sum + entry.latencyMs, 0) / recent.length : 0,
         requestsPerSecond: lastMinute.length / 60,
       },
-      cache: { enabled: false, entries: 0, hits: 0, misses: 0 },
+      cache: cacheReport(deps.cache),
       version: deps.version,
       uptimeSeconds: (Date.now() - startedAt) / 1000,
       hardwareProfile: profile.name,
@@ -307,6 +361,8 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
         (!filter.dimensions || model.dimensions === filter.dimensions || model.matryoshkaDimensions.includes(filter.dimensions)) &&
         (!filter.hardwareProfile || filter.hardwareProfile === "auto" || model.hardwareProfiles.length === 0 || model.hardwareProfiles.includes(filter.hardwareProfile)));
     },
+    getModel: async (modelId) => deps.registry.describeOne(modelId),
+    downloadModel: (modelId, revision) => deps.registry.download(modelId, revision),
     beginShutdown() {
       shuttingDown = true;
     },

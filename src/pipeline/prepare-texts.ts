@@ -1,11 +1,14 @@
 import { EmbedderError } from "../domain/errors.js";
 import type { ModelManifest } from "../models/manifest.js";
+import { DEFAULT_TASK_PRESETS, formatInstruction } from "../models/task-presets.js";
 
 /**
  * Applies the request's prompt to every text: `prompt_name` prepends the model's
- * named prompt (sentence-transformers `prompts`); `instruction` uses the Qwen3
- * format `Instruct: {instruction}\nQuery:{text}`. Both at once, or an unknown
- * prompt name, is INVALID_ARGUMENT.
+ * named prompt (sentence-transformers `prompts`) or, when it names a task preset
+ * (`general`, `reviews`, `technical`, `troubleshooting`, `comparisons`, or the
+ * model's own), applies that preset's instruction; `instruction` uses the Qwen3
+ * format `Instruct: {instruction}\nQuery:{text}` byte for byte. Both at once, or
+ * an unknown prompt name, is INVALID_ARGUMENT.
  */
 export function prepareTexts(texts: string[], manifest: ModelManifest, promptName?: string, instruction?: string): string[] {
   if (promptName && instruction) {
@@ -15,13 +18,14 @@ export function prepareTexts(texts: string[], manifest: ModelManifest, promptNam
   }
   if (promptName) {
     const prompt = manifest.prompts[promptName];
-    if (prompt === undefined) {
-      throw new EmbedderError("INVALID_ARGUMENT", `model ${manifest.id} has no prompt "${promptName}"`, {
-        details: { field: "prompt_name", supported: Object.keys(manifest.prompts) },
-      });
-    }
-    return texts.map((text) => prompt + text);
+    if (prompt !== undefined) return texts.map((text) => prompt + text);
+    const presets = manifest.taskPresets ?? DEFAULT_TASK_PRESETS;
+    const preset = Object.hasOwn(presets, promptName) ? presets[promptName] : undefined;
+    if (preset !== undefined) return texts.map((text) => formatInstruction(preset, text));
+    throw new EmbedderError("INVALID_ARGUMENT", `model ${manifest.id} has no prompt or task preset "${promptName}"`, {
+      details: { field: "prompt_name", supported: [...Object.keys(manifest.prompts), ...Object.keys(presets)] },
+    });
   }
-  if (instruction) return texts.map((text) => `Instruct: ${instruction}\nQuery:${text}`);
+  if (instruction) return texts.map((text) => formatInstruction(instruction, text));
   return texts;
 }
