@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createGraphBuilder, valueInfo } from "../../src/onnx/graph-builder.js";
 import { buildModel, encodeModel, readModel } from "../../src/onnx/model-io.js";
 import { buildPrecisionVariants, toManifestVariants, type VariantBuildResult } from "../../src/onnx/quantize/build-variants.js";
-import { collectCalibrationRows, judgeQuality, type Feeds } from "../../src/onnx/quantize/quality-gate.js";
+import { collectCalibrationRows, judgeQuality, measureBatchDependence, type Feeds } from "../../src/onnx/quantize/quality-gate.js";
 import { DataType } from "../../src/onnx/tensor.js";
 import { paddedFeeds, writeTinyBertModel, writeTinyDecoderModel, type TinyModelInfo } from "../../src/onnx/tiny-models.js";
 
@@ -51,6 +51,20 @@ describe("quality gate rows", () => {
     expect(await rows("last-token")).toEqual([[2, 2], [4, 4]]);
     expect(await rows()).toEqual([[1, 1], [2, 2], [3, 3], [4, 4]]);
     expect((await collectCalibrationRows(session, () => [feeds, feeds])).texts).toBe(4);
+    await session.release();
+  });
+
+  it("measures batch dependence: zero for a per-row model, large when rows see their batch-mates", async () => {
+    const g = createGraphBuilder("batch_mates");
+    g.input(valueInfo("x", DataType.FLOAT, ["batch", 3]));
+    g.op("Relu", { inputs: ["x"], outputs: ["own"] });
+    g.op("Sub", { inputs: ["x", g.op("ReduceMean", { inputs: ["x"], attributes: { axes: { ints: [0] }, keepdims: { int: 1 } } })], outputs: ["shared"] });
+    g.output(valueInfo("own", DataType.FLOAT, ["batch", 3]));
+    g.output(valueInfo("shared", DataType.FLOAT, ["batch", 3]));
+    const session = await ort.InferenceSession.create(encodeModel(buildModel(g)));
+    const feeds = [{ x: new ort.Tensor("float32", Float32Array.from([1, 2, 3, -1, 5, 2, 4, 4, 4]), [3, 3]) }];
+    expect(await measureBatchDependence(session, feeds, { output: "own" })).toBe(0);
+    expect(await measureBatchDependence(session, feeds, { output: "shared" })).toBeGreaterThan(0.1);
     await session.release();
   });
 
@@ -109,6 +123,7 @@ describe.each([
       expect(result.file).toBe(`onnx/model_${precision}.onnx`);
       expect(result.gate!.passed).toBe(true);
       expect(result.gate!.calibrationTexts).toBe(48);
+      expect(result.batchDependence).toBeLessThanOrEqual(1e-6);
       expect(await exists(join(dir, result.file))).toBe(true);
     }
     expect(byPrecision.fp16.gate!.minCosine).toBeGreaterThanOrEqual(0.9999);

@@ -8,9 +8,11 @@ import { convertWeightsToFloat16, type Float16WeightOptions } from "./fp16-weigh
 import { quantizeMatMulsInt4, type Int4BlockwiseOptions } from "./int4-blockwise.js";
 import { quantizeMatMulsInt8, type Int8DynamicOptions } from "./int8-dynamic.js";
 import {
+  BATCH_INVARIANCE_TOLERANCE,
   QUALITY_THRESHOLDS,
   collectCalibrationRows,
   judgeQuality,
+  measureBatchDependence,
   type CalibrationFeeds,
   type QualityThreshold,
   type RowSelection,
@@ -51,7 +53,10 @@ export interface BuildVariantsOptions extends Pick<RowSelection, "output" | "mas
   float16Remainder?: boolean;
   int8?: Int8DynamicOptions;
   int4?: Int4BlockwiseOptions;
-  /** Session options of the gate's sessions; default 2 intra-op threads, all graph optimizations. */
+  /**
+   * Session options of the gate's sessions; default 1 intra-op thread (deterministic, and gentle
+   * on a shared install host) and all graph optimizations.
+   */
   sessionOptions?: ort.InferenceSession.SessionOptions;
   logger?: VariantLogger;
 }
@@ -65,6 +70,12 @@ export interface VariantBuildResult {
   written: boolean;
   /** The gate's verdict; absent when there was nothing to convert. */
   gate?: QualityGateResult;
+  /**
+   * Largest difference between a calibration text's unit-length rows alone and inside its batch
+   * (measured once the cosine gate passed); above {@link BATCH_INVARIANCE_TOLERANCE} the variant
+   * is refused.
+   */
+  batchDependence?: number;
   /** Why the variant was not written. */
   reason?: string;
   /** Size of the encoded variant in bytes (0 when not built). */
@@ -118,14 +129,15 @@ async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
  * Builds the weight-precision variants of the fp32 model in `modelDir` (DESIGN section 7): each
  * candidate is converted in memory, run against fp32 on the calibration feeds, and written as
  * `model_fp16.onnx` / `model_int8.onnx` / `model_int4.onnx` next to the fp32 file only if it passes
- * its quality gate. A variant that fails is not written, a stale file of that name is removed (it
+ * its quality gate and a batch-invariance check (each batch's first texts alone vs in the batch,
+ * {@link measureBatchDependence}). A variant that fails is not written, a stale file of that name is removed (it
  * would no longer match its fp32 model), and the reason is logged and returned. Recording the
  * results in the manifest is the caller's job ({@link toManifestVariants}).
  */
 export async function buildPrecisionVariants(modelDir: string, options: BuildVariantsOptions): Promise<VariantBuildResult[]> {
   const sourceFile = await resolveSource(modelDir, options.sourceFile);
   const fp32 = await readModel(join(modelDir, sourceFile));
-  const sessionOptions: ort.InferenceSession.SessionOptions = options.sessionOptions ?? { intraOpNumThreads: 2, graphOptimizationLevel: "all" };
+  const sessionOptions: ort.InferenceSession.SessionOptions = options.sessionOptions ?? { intraOpNumThreads: 1, graphOptimizationLevel: "all" };
   const selection: RowSelection = { output: options.output, maskInput: options.maskInput, pooling: options.pooling };
   const referenceSession = await ort.InferenceSession.create(encodeModel(fp32), sessionOptions);
   const reference = await collectCalibrationRows(referenceSession, options.calibrationFeeds, selection).finally(() => referenceSession.release());
@@ -140,17 +152,29 @@ export async function buildPrecisionVariants(modelDir: string, options: BuildVar
     } else {
       const bytes = encodeModel(converted.model);
       const session = await ort.InferenceSession.create(bytes, sessionOptions);
-      const candidate = await collectCalibrationRows(session, options.calibrationFeeds, selection).finally(() => session.release());
-      const gate = judgeQuality(reference, candidate, options.thresholds?.[precision] ?? QUALITY_THRESHOLDS[precision]);
-      if (gate.passed) {
-        await writeAtomically(path, bytes);
-        result = { precision, file, written: true, gate, sizeBytes: bytes.length };
-      } else {
-        result = { precision, file, written: false, gate, reason: `quality gate failed: ${gate.reason}`, sizeBytes: bytes.length };
+      try {
+        const candidate = await collectCalibrationRows(session, options.calibrationFeeds, selection);
+        const gate = judgeQuality(reference, candidate, options.thresholds?.[precision] ?? QUALITY_THRESHOLDS[precision]);
+        if (!gate.passed) {
+          result = { precision, file, written: false, gate, reason: `quality gate failed: ${gate.reason}`, sizeBytes: bytes.length };
+        } else {
+          const batchDependence = await measureBatchDependence(session, options.calibrationFeeds, selection);
+          if (batchDependence > BATCH_INVARIANCE_TOLERANCE) {
+            result = {
+              precision, file, written: false, gate, batchDependence, sizeBytes: bytes.length,
+              reason: `batch dependent: a text alone and in its batch differ by ${batchDependence.toExponential(2)} > ${BATCH_INVARIANCE_TOLERANCE}`,
+            };
+          } else {
+            await writeAtomically(path, bytes);
+            result = { precision, file, written: true, gate, batchDependence, sizeBytes: bytes.length };
+          }
+        }
+      } finally {
+        await session.release();
       }
     }
     if (result.written) {
-      options.logger?.info({ modelDir, precision, file, sizeBytes: result.sizeBytes, gate: result.gate }, "precision variant written");
+      options.logger?.info({ modelDir, precision, file, sizeBytes: result.sizeBytes, gate: result.gate, batchDependence: result.batchDependence }, "precision variant written");
     } else {
       const stale = await exists(path);
       if (stale) await rm(path);

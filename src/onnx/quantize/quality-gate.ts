@@ -1,4 +1,4 @@
-import type * as ort from "onnxruntime-node";
+import * as ort from "onnxruntime-node";
 import type { Pooling, Precision, QualityGateResult } from "../../models/manifest.js";
 
 /** One batch of model inputs, keyed by graph input name. */
@@ -73,36 +73,93 @@ function poolText(data: Float32Array, row: number, sequence: number, dims: numbe
   return pooled;
 }
 
+/** Runs one batch and returns the compared rows grouped by text (see {@link RowSelection}). */
+async function rowsPerText(session: ort.InferenceSession, batch: Feeds, selection: RowSelection): Promise<Float32Array[][]> {
+  const outputName = selection.output ?? session.outputNames[0];
+  const output = (await session.run(batch, [outputName]))[outputName];
+  const data = output.data as Float32Array;
+  const dims = output.dims.map(Number);
+  const width = dims[dims.length - 1];
+  const batchSize = dims.length > 1 ? dims[0] : 1;
+  const texts: Float32Array[][] = [];
+  if (dims.length === 3) {
+    const sequence = dims[1];
+    const isReal = realTokens(batch, selection.maskInput ?? "attention_mask", sequence);
+    for (let row = 0; row < batchSize; row++) {
+      if (selection.pooling && selection.pooling !== "none") {
+        texts.push([poolText(data, row, sequence, width, selection.pooling, isReal)]);
+        continue;
+      }
+      const tokens: Float32Array[] = [];
+      for (let token = 0; token < sequence; token++) {
+        if (isReal(row, token)) tokens.push(data.slice((row * sequence + token) * width, (row * sequence + token + 1) * width));
+      }
+      texts.push(tokens);
+    }
+  } else {
+    for (let offset = 0; offset < data.length; offset += width) texts.push([data.slice(offset, offset + width)]);
+  }
+  return texts;
+}
+
 /** Runs `session` over the calibration set and returns the rows the gate compares (see {@link RowSelection}). */
 export async function collectCalibrationRows(session: ort.InferenceSession, feeds: CalibrationFeeds, selection: RowSelection = {}): Promise<CalibrationRows> {
-  const outputName = selection.output ?? session.outputNames[0];
   const rows: Float32Array[] = [];
   let texts = 0;
   for await (const batch of iterateFeeds(feeds)) {
-    const result = await session.run(batch, [outputName]);
-    const output = result[outputName];
-    const data = output.data as Float32Array;
-    const dims = output.dims.map(Number);
-    const width = dims[dims.length - 1];
-    const batchSize = dims.length > 1 ? dims[0] : 1;
-    texts += batchSize;
-    if (dims.length === 3) {
-      const sequence = dims[1];
-      const isReal = realTokens(batch, selection.maskInput ?? "attention_mask", sequence);
-      for (let row = 0; row < batchSize; row++) {
-        if (selection.pooling && selection.pooling !== "none") {
-          rows.push(poolText(data, row, sequence, width, selection.pooling, isReal));
-          continue;
-        }
-        for (let token = 0; token < sequence; token++) {
-          if (isReal(row, token)) rows.push(data.slice((row * sequence + token) * width, (row * sequence + token + 1) * width));
-        }
-      }
-    } else {
-      for (let offset = 0; offset < data.length; offset += width) rows.push(data.slice(offset, offset + width));
-    }
+    const perText = await rowsPerText(session, batch, selection);
+    texts += perText.length;
+    for (const textRows of perText) rows.push(...textRows);
   }
   return { rows, texts };
+}
+
+/** DESIGN section 7's bar: a text's (unit-length) vector alone and inside a batch differ by at most this. */
+export const BATCH_INVARIANCE_TOLERANCE = 1e-6;
+
+/** Row `row` of every input whose first dimension is the batch; other inputs pass unchanged. */
+function sliceBatch(batch: Feeds, row: number, batchSize: number): Feeds {
+  return Object.fromEntries(Object.entries(batch).map(([name, tensor]) => {
+    if (tensor.dims.length === 0 || tensor.dims[0] !== batchSize) return [name, tensor];
+    const rowSize = tensor.size / batchSize;
+    // Every tensor data type (typed arrays, string[]) slices the same way; the casts only name one.
+    const rowData = (tensor.data as Float32Array).slice(row * rowSize, (row + 1) * rowSize);
+    return [name, new ort.Tensor(tensor.type as "float32", rowData, [1, ...tensor.dims.slice(1)])];
+  }));
+}
+
+function unitLength(vector: Float32Array): Float64Array {
+  let norm = 0;
+  for (const value of vector) norm += value * value;
+  norm = Math.sqrt(norm) || 1;
+  return Float64Array.from(vector, (value) => value / norm);
+}
+
+/**
+ * Measures how much a text's output depends on its batch-mates: for the first `textsPerBatch`
+ * texts of each calibration batch, runs the text alone (its row of every batch input, same
+ * padded length) and returns the largest absolute difference between its unit-length rows alone
+ * and in the batch. Batch invariance (DESIGN section 7) means at most {@link BATCH_INVARIANCE_TOLERANCE}.
+ */
+export async function measureBatchDependence(
+  session: ort.InferenceSession,
+  feeds: CalibrationFeeds,
+  selection: RowSelection & { textsPerBatch?: number } = {},
+): Promise<number> {
+  let worst = 0;
+  for await (const batch of iterateFeeds(feeds)) {
+    const inBatch = await rowsPerText(session, batch, selection);
+    for (let text = 0; text < Math.min(inBatch.length, selection.textsPerBatch ?? 4); text++) {
+      const [alone] = await rowsPerText(session, sliceBatch(batch, text, inBatch.length), selection);
+      if (alone.length !== inBatch[text].length) return Infinity;
+      for (let row = 0; row < alone.length; row++) {
+        const a = unitLength(alone[row]);
+        const b = unitLength(inBatch[text][row]);
+        for (let index = 0; index < a.length; index++) worst = Math.max(worst, Math.abs(a[index] - b[index]));
+      }
+    }
+  }
+  return worst;
 }
 
 /** Cosine similarity in double precision; two zero vectors count as identical, one zero vector as 0. */
