@@ -3,6 +3,7 @@ import { validateEmbedRequest } from "../admission/validate-request.js";
 import type { RequestLimits } from "../admission/validate-request.js";
 import { EmbedderError } from "../domain/errors.js";
 import type { Embedder } from "../domain/types.js";
+import type { StreamSessions } from "../streaming/create-stream-sessions.js";
 import type { EmbedderService } from "../../gen/sutra/embedder/v1/embedder_pb.js";
 import {
   toEmbedRequest,
@@ -14,6 +15,7 @@ import {
   toModelFilter,
 } from "./proto-conversion.js";
 import { principalKey } from "./access-policy.js";
+import { createStreamingRpcs } from "./create-streaming-rpcs.js";
 import { requestIdOf, timingHeaders } from "./request-context.js";
 import { embedderErrorFor } from "./to-connect-error.js";
 
@@ -21,6 +23,8 @@ import { embedderErrorFor } from "./to-connect-error.js";
 export interface EmbedderServiceDeps {
   embedder: Embedder;
   limits: RequestLimits;
+  /** Where StreamEmbeddings streams are opened and accounted for. */
+  streams: StreamSessions;
 }
 
 /**
@@ -30,7 +34,8 @@ export interface EmbedderServiceDeps {
  * domain types, validates at the boundary, calls the one Embedder seam, and
  * sets the TEI timing headers. Failures are thrown as EmbedderError; the
  * transports map them (error interceptor, REST envelope). The streaming rpcs
- * answer NOT_IMPLEMENTED until their issue lands.
+ * live in createStreamingRpcs. DownloadModel answers NOT_IMPLEMENTED until its
+ * issue lands.
  */
 export function createEmbedderService(deps: EmbedderServiceDeps): ServiceImpl<typeof EmbedderService> {
   return {
@@ -48,12 +53,7 @@ export function createEmbedderService(deps: EmbedderServiceDeps): ServiceImpl<ty
         throw embedderErrorFor(reason, context.signal);
       }
     },
-    async *generateEmbeddingsStream(_request, context) {
-      throw notImplemented(context);
-    },
-    async *streamEmbeddings(_requests, context) {
-      throw notImplemented(context);
-    },
+    ...createStreamingRpcs(deps),
     async listModels(request) {
       return toListModelsResponse(await deps.embedder.listModels(toModelFilter(request)));
     },

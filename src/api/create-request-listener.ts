@@ -6,6 +6,7 @@ import type { AccessControl } from "../admission/access-control.js";
 import type { Embedder } from "../domain/types.js";
 import { countFailure } from "../observability/count-failure.js";
 import type { Metrics } from "../observability/metrics.js";
+import type { StreamSessions } from "../streaming/create-stream-sessions.js";
 import { file_google_rpc_error_details } from "../../gen/google/rpc/error_details_pb.js";
 import { file_google_rpc_status } from "../../gen/google/rpc/status_pb.js";
 import { file_grpc_health_v1_health, Health } from "../../gen/grpc/health/v1/health_pb.js";
@@ -47,6 +48,8 @@ export interface RequestListenerOptions {
   /** Authentication, roles and request rate, checked on every transport before a body is read. */
   access: AccessControl;
   metrics: Metrics;
+  /** Where StreamEmbeddings streams are opened. */
+  streams: StreamSessions;
 }
 
 /** Every service the server answers for, as reflection lists them. */
@@ -66,7 +69,7 @@ export const SERVED_SERVICES = [
  * implementation.
  */
 export function createRequestListener(options: RequestListenerOptions): NodeRequestListener {
-  const embedderService = createEmbedderService({ embedder: options.embedder, limits: options.limits });
+  const embedderService = createEmbedderService({ embedder: options.embedder, limits: options.limits, streams: options.streams });
   const health = createHealthService({
     embedder: options.embedder,
     services: [EmbedderService.typeName],

@@ -8,8 +8,10 @@ import { createRateLimiter } from "../admission/rate-limit.js";
 import { createAuthenticator } from "../auth/create-authenticator.js";
 import type { Embedder } from "../domain/types.js";
 import { createMetrics, type Metrics } from "../observability/metrics.js";
+import { createStreamSessions, type StreamSessions } from "../streaming/create-stream-sessions.js";
 import { createRequestListener } from "./create-request-listener.js";
 import type { NodeRequestListener } from "./node-types.js";
+import { createWebSocketHandler, isWebSocketTarget } from "./websocket/create-websocket-handler.js";
 
 /** What the transport layer needs from the rest of the service. */
 export interface ServerDeps {
@@ -30,6 +32,10 @@ export interface ServerDeps {
   access?: AccessControl;
   /** The service's metrics, served at `/metrics` (default: a fresh registry). */
   metrics?: Metrics;
+  /** Streams of StreamEmbeddings and the WebSocket route (default: a registry over `embedder`). */
+  streams?: StreamSessions;
+  /** How often WebSocket connections are pinged for keepalive, in ms (default 30000). */
+  webSocketPingMs?: number;
 }
 
 /** The first bytes an HTTP/2 client with prior knowledge sends; no HTTP/1 request starts with them. */
@@ -41,12 +47,21 @@ const IDLE_SWEEP_MS = 100;
 /** A connection that has not said which protocol it speaks within this time is dropped. */
 const SNIFF_TIMEOUT_MS = 30_000;
 
+/** Longest HTTP/1.1 request line read to route a connection; a longer one goes to the HTTP/1.1 server as it is. */
+const REQUEST_LINE_LIMIT = 8 * 1024;
+
 /**
  * Creates the server, not yet listening (main listens). One port serves
  * HTTP/1.1 and HTTP/2: in cleartext by looking at each connection's first
  * bytes (the HTTP/2 preface means h2c with prior knowledge, anything else goes
  * to the HTTP/1.1 server), with TLS by ALPN (h2, http/1.1). Both carry gRPC,
  * gRPC-Web, Connect, grpc.health.v1, reflection and the REST routes.
+ * WebSocket upgrades (HTTP/1.1 only) reach createWebSocketHandler: in
+ * cleartext, a connection whose first request line targets a WebSocket route
+ * goes to an HTTP/1.1 server of its own that takes upgrades, so every other
+ * connection keeps Node's plain handling of `Upgrade` headers (an `h2c`
+ * upgrade offer is answered in HTTP/1.1 as before); with TLS the server takes
+ * upgrades itself.
  *
  * The sniffing is ours rather than @httptoolkit/httpolyglot's: that package
  * hands HTTP/2 sockets over as JS streams, which measured about 17 times slower
@@ -54,7 +69,8 @@ const SNIFF_TIMEOUT_MS = 30_000;
  * socket with the peeked bytes put back.
  *
  * `close()` also starts a graceful drain: HTTP/2 sessions get GOAWAY (streams
- * in flight finish), health Watch streams end, idle HTTP/1.1 connections close
+ * in flight finish), health Watch streams end, open embedding streams stop
+ * reading, answer what they hold and end with SHUTTING_DOWN, idle HTTP/1.1 connections close
  * and later HTTP/1.1 answers carry `connection: close`; its callback runs once
  * every connection has ended.
  *
@@ -68,16 +84,19 @@ export function createServer(deps: ServerDeps): net.Server {
   const shutdown = new AbortController();
   const sessions = new Set<Http2Session>();
   let closing = false;
+  const streams = deps.streams ?? createStreamSessions({ embedder: deps.embedder });
+  const access = deps.access ?? createAccessControl({
+    authenticator: createAuthenticator({ mode: "none" }),
+    rateLimiter: createRateLimiter({ requestsPerMinute: 0, tokensPerMinute: 0, burst: 0 }),
+  });
   const listener = createRequestListener({
     embedder: deps.embedder,
+    streams,
     logger: deps.logger,
     limits: deps.limits,
     shutdownSignal: shutdown.signal,
     healthPollMs: deps.healthPollMs ?? 1000,
-    access: deps.access ?? createAccessControl({
-      authenticator: createAuthenticator({ mode: "none" }),
-      rateLimiter: createRateLimiter({ requestsPerMinute: 0, tokensPerMinute: 0, burst: 0 }),
-    }),
+    access,
     metrics: deps.metrics ?? createMetrics(),
   });
   const answeredEarly = new Set<http2.ServerHttp2Stream>();
@@ -99,6 +118,13 @@ export function createServer(deps: ServerDeps): net.Server {
     answeredEarly.add(stream);
     stream.once("close", () => answeredEarly.delete(stream));
   };
+  const webSocket = createWebSocketHandler({
+    streams,
+    access,
+    logger: deps.logger,
+    maxMessageBytes: deps.limits.maxBodyBytes,
+    pingIntervalMs: deps.webSocketPingMs ?? 30_000,
+  });
   const trackSession = (session: Http2Session): void => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
@@ -112,6 +138,7 @@ export function createServer(deps: ServerDeps): net.Server {
       serve,
     );
     secure.on("session", trackSession);
+    secure.on("upgrade", webSocket.upgrade);
     // Node gives an allowHTTP1 secure server this http.Server method; its types do not say so.
     const withHttp1 = secure as typeof secure & Partial<Pick<http.Server, "closeIdleConnections">>;
     closeIdleConnections = () => withHttp1.closeIdleConnections?.();
@@ -120,12 +147,22 @@ export function createServer(deps: ServerDeps): net.Server {
     const cleartext2 = http2.createServer(serve);
     cleartext2.on("session", trackSession);
     const cleartext1 = http.createServer(serve);
-    server = net.createServer((socket) => handOver(socket, cleartext1, cleartext2));
+    const upgrading1 = http.createServer(serve).on("upgrade", webSocket.upgrade);
+    server = net.createServer((socket) => handOver(socket, { http1: cleartext1, upgrading1, cleartext2 }));
     // Node starts an HTTP/1.1 server's connection tracking (header and request timeouts,
-    // closing idle connections) on its own "listening"; this one never listens itself.
-    server.on("listening", () => cleartext1.emit("listening"));
-    server.on("close", () => cleartext1.close(() => undefined));
-    closeIdleConnections = () => cleartext1.closeIdleConnections();
+    // closing idle connections) on its own "listening"; these never listen themselves.
+    server.on("listening", () => {
+      cleartext1.emit("listening");
+      upgrading1.emit("listening");
+    });
+    server.on("close", () => {
+      cleartext1.close(() => undefined);
+      upgrading1.close(() => undefined);
+    });
+    closeIdleConnections = () => {
+      cleartext1.closeIdleConnections();
+      upgrading1.closeIdleConnections();
+    };
   }
 
   const close = server.close.bind(server);
@@ -136,6 +173,8 @@ export function createServer(deps: ServerDeps): net.Server {
     }
     closing = true;
     shutdown.abort();
+    streams.shutdown();
+    webSocket.close();
     for (const stream of answeredEarly) stream.close(http2.constants.NGHTTP2_NO_ERROR);
     for (const session of sessions) session.close();
     closeIdleConnections();
@@ -148,12 +187,21 @@ export function createServer(deps: ServerDeps): net.Server {
   return server;
 }
 
+/** Where handOver sends a cleartext connection. */
+interface CleartextServers {
+  http1: http.Server;
+  /** HTTP/1.1 for connections that open with a request to a WebSocket route: this one takes upgrades. */
+  upgrading1: http.Server;
+  cleartext2: http2.Http2Server;
+}
+
 /**
  * Reads a connection's first bytes, puts them back, and hands the socket to
- * the HTTP/2 server when they are the HTTP/2 preface, else to the HTTP/1.1
- * server (which also answers garbage with 400).
+ * the HTTP/2 server when they are the HTTP/2 preface, to the upgrading
+ * HTTP/1.1 server when its first request line targets a WebSocket route, else
+ * to the HTTP/1.1 server (which also answers garbage with 400).
  */
-function handOver(socket: net.Socket, http1: http.Server, cleartext2: http2.Http2Server): void {
+function handOver(socket: net.Socket, servers: CleartextServers): void {
   let seen = Buffer.alloc(0);
   const drop = (): void => {
     socket.destroy();
@@ -173,10 +221,17 @@ function handOver(socket: net.Socket, http1: http.Server, cleartext2: http2.Http
       socket.once("readable", peek);
       return;
     }
+    const lineEnd = http2Preface ? -1 : seen.indexOf("\r\n");
+    if (!http2Preface && lineEnd === -1 && seen.byteLength < REQUEST_LINE_LIMIT) {
+      socket.once("readable", peek);
+      return;
+    }
     socket.off("error", drop);
     socket.setTimeout(0);
     socket.unshift(seen);
-    (http2Preface ? cleartext2 : http1).emit("connection", socket);
+    const target = lineEnd === -1 ? "" : (seen.subarray(0, lineEnd).toString("latin1").split(" ")[1] ?? "");
+    const chosen = http2Preface ? servers.cleartext2 : isWebSocketTarget(target) ? servers.upgrading1 : servers.http1;
+    chosen.emit("connection", socket);
   };
   socket.once("readable", peek);
 }

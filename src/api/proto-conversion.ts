@@ -5,6 +5,7 @@ import type {
   EmbedRequest,
   EmbedResult,
   EmbeddingType,
+  EncodedEmbedding,
   EngineConfig,
   HardwareProfileName,
   HealthReport,
@@ -24,6 +25,7 @@ import {
 import type {
   DownloadModelResponseSchema,
   EmbeddingConfig,
+  EmbeddingSchema,
   GenerateEmbeddingsRequest,
   GenerateEmbeddingsResponseSchema,
   GetHealthResponseSchema,
@@ -39,8 +41,9 @@ import { enumValueFromWord, enumWordOf } from "./enum-words.js";
  * true, embedding types [float], unset config fields stay unset. Enum values
  * the schema does not declare (possible on the wire, proto3 enums are open) are
  * rejected with INVALID_ARGUMENT; range checks are left to validateEmbedRequest.
+ * GenerateEmbeddingsStream requests, which have the same fields, convert here too.
  */
-export function toEmbedRequest(message: GenerateEmbeddingsRequest, requestId: string): EmbedRequest {
+export function toEmbedRequest(message: Omit<GenerateEmbeddingsRequest, "$typeName">, requestId: string): EmbedRequest {
   const embeddingTypes = [
     ...new Set(
       message.embeddingTypes
@@ -117,13 +120,7 @@ export function toGenerateEmbeddingsResponse(
   const { timings } = result;
   const count = result.embeddings.length;
   return {
-    embeddings: result.embeddings.map((embedding) => ({
-      values: embedding.float === undefined ? [] : Array.from(embedding.float),
-      int8: bytesOf(embedding.int8),
-      uint8: bytesOf(embedding.uint8),
-      binary: bytesOf(embedding.binary),
-      ubinary: bytesOf(embedding.ubinary),
-    })),
+    embeddings: result.embeddings.map(toEmbeddingMessage),
     modelInfo: { ...result.run },
     performance: {
       latencyMs: timings.totalMs,
@@ -142,6 +139,17 @@ export function toGenerateEmbeddingsResponse(
       dimensionsPolicy: result.dimensionsPolicy,
     },
     usage: { promptTokens: result.promptTokens, totalTokens: result.promptTokens },
+  };
+}
+
+/** One embedding as an `Embedding` message: floats in `values`, other encodings in their bytes fields. */
+export function toEmbeddingMessage(embedding: EncodedEmbedding): MessageInitShape<typeof EmbeddingSchema> {
+  return {
+    values: embedding.float === undefined ? [] : Array.from(embedding.float),
+    int8: bytesOf(embedding.int8),
+    uint8: bytesOf(embedding.uint8),
+    binary: bytesOf(embedding.binary),
+    ubinary: bytesOf(embedding.ubinary),
   };
 }
 

@@ -16,6 +16,7 @@ import { createModelRegistry } from "../models/registry.js";
 import type { Logger } from "../observability/logger.js";
 import { createMetrics, registerServiceGauges, type Metrics } from "../observability/metrics.js";
 import { createEmbedder, type EmbedderService } from "../pipeline/create-embedder.js";
+import { createStreamSessions, type StreamSessions } from "../streaming/create-stream-sessions.js";
 import type { ServeConfig } from "./serve-options.js";
 
 const packageVersion = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
@@ -26,6 +27,8 @@ export interface Service {
   embedder: EmbedderService;
   pool: InferencePool;
   metrics: Metrics;
+  /** The streams of StreamEmbeddings and the WebSocket route, with their counters. */
+  streams: StreamSessions;
   /** Loads the default model; health turns healthy once it resolves. */
   start(): Promise<void>;
   /** Waits for accepted texts to finish, then closes the worker pool (call after beginShutdown). */
@@ -108,8 +111,11 @@ export async function buildService(config: ServeConfig, logger: Logger): Promise
     burst: config.rateLimitBurst,
   });
   registerServiceGauges(metrics, embedder);
+  const admitted = createAdmittedEmbedder({ embedder, rateLimiter, maxConcurrency: config.maxConcurrency, logger, metrics });
+  const streams = createStreamSessions({ embedder: admitted });
   const server = createServer({
-    embedder: createAdmittedEmbedder({ embedder, rateLimiter, maxConcurrency: config.maxConcurrency, logger, metrics }),
+    embedder: admitted,
+    streams,
     logger,
     limits: { maxInputs: config.maxInputs, maxBodyBytes: config.maxBodyBytes },
     tls,
@@ -122,6 +128,7 @@ export async function buildService(config: ServeConfig, logger: Logger): Promise
     embedder,
     pool,
     metrics,
+    streams,
     async start() {
       await registry.start();
       for (const failure of registry.failures()) logger.error({ model: failure.id, reason: failure.reason }, "model failed to load");

@@ -140,7 +140,21 @@ describe("REST transcoding", () => {
   it("answers the not-yet-implemented routes with NOT_IMPLEMENTED, %2F ids included", async () => {
     const download = expectError(await rest("/v1/models/BAAI%2Fbge-small-en-v1.5/download", { body: {} }), 501, "NOT_IMPLEMENTED");
     expect(download.details).toEqual({ rpc: "sutra.embedder.v1.EmbedderService/DownloadModel" });
-    expectError(await rest("/api/v1/embeddings/stream", { body: { texts: ["a"] } }), 501, "NOT_IMPLEMENTED");
+  });
+
+  it("streams /api/v1/embeddings/stream as NDJSON records {index, embedding} and refuses a bad request with a status", async () => {
+    const response = await fetch(`${server.baseUrl}/api/v1/embeddings/stream`, {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "application/x-ndjson" },
+      body: JSON.stringify({ texts: ["left", "right"] }),
+    });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toBe("application/x-ndjson; charset=utf-8");
+    const records = (await response.text()).trimEnd().split("\n").map((line) => JSON.parse(line));
+    expect(records.map((record) => record.index)).toEqual([0, 1]);
+    expect(records.map((record) => record.embedding)).toEqual([Array.from(fakeVector("left")), Array.from(fakeVector("right"))]);
+    expect(records[0].model_info.model_id).toBe(FAKE_MODEL_ID);
+    expectError(await rest("/api/v1/embeddings/stream", { body: { texts: [] } }), 400, "EMPTY_INPUT");
   });
 
   it("serves REST over cleartext HTTP/2 on the same port", async () => {

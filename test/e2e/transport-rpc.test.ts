@@ -157,10 +157,20 @@ describe.each(TRANSPORTS)("EmbedderService over %s", (_name, createTransport) =>
 
   it("answers the unimplemented rpcs with UNIMPLEMENTED / NOT_IMPLEMENTED", async () => {
     expectReason(await failure(() => client.downloadModel({ modelId: "org/name" })), Code.Unimplemented, "NOT_IMPLEMENTED");
-    const stream = await failure(async () => {
-      for await (const _message of client.generateEmbeddingsStream({ texts: ["a"] })) break;
+  });
+
+  it("streams GenerateEmbeddingsStream, one message per text with its index, and fails a bad request with its reason", async () => {
+    const messages = [];
+    for await (const message of client.generateEmbeddingsStream({ texts: ["one", "two words", "three"] })) messages.push(message);
+    expect(messages.map((message) => message.index).sort()).toEqual([0, 1, 2]);
+    for (const message of messages) {
+      expect(message.embedding?.values).toEqual(Array.from(fakeVector(["one", "two words", "three"][message.index])));
+      expect(message.modelInfo?.modelId).toBe(FAKE_MODEL_ID);
+    }
+    const empty = await failure(async () => {
+      for await (const _message of client.generateEmbeddingsStream({ texts: ["a", ""] })) break;
     });
-    expectReason(stream, Code.Unimplemented, "NOT_IMPLEMENTED");
+    expect(expectReason(empty, Code.InvalidArgument, "EMPTY_INPUT")).toEqual({ index: "1" });
   });
 
   it("turns an unknown model into NOT_FOUND / UNKNOWN_MODEL", async () => {

@@ -13,6 +13,7 @@ import { messageToRestJson, restRequestToMessage } from "./rest-json.js";
 import { createRouteTable, findRoute } from "./route-table.js";
 import type { RouteMatch } from "./route-table.js";
 import { writeRestError } from "./write-rest-error.js";
+import { writeRestStream } from "./write-rest-stream.js";
 
 /** What the REST transcoder needs. */
 export interface RestHandlerOptions {
@@ -61,8 +62,9 @@ export type RestHandler = (request: NodeRequest, response: NodeResponse, request
  * (path variables, body, query; both JSON spellings), the same implementation
  * the Connect router runs is called with a handler context of protocol "rest",
  * and the answer is rendered in the REST JSON mapping with the headers the
- * implementation set (timing headers). Unknown routes are ROUTE_NOT_FOUND;
- * annotated streaming rpcs are NOT_IMPLEMENTED over REST for now.
+ * implementation set (timing headers). A server-streaming rpc answers as
+ * NDJSON or SSE by `Accept` (writeRestStream). Unknown routes are
+ * ROUTE_NOT_FOUND; annotated client- or bidi-streaming rpcs are NOT_IMPLEMENTED.
  */
 export function createRestHandler(options: RestHandlerOptions): RestHandler {
   const routes = createRouteTable(options.services.map((spec) => spec.service));
@@ -81,7 +83,7 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
         });
       }
       const implementation = implementations.get(match.route.method);
-      if (implementation?.kind !== "unary") {
+      if (implementation?.kind !== "unary" && implementation?.kind !== "server_streaming") {
         throw new EmbedderError("NOT_IMPLEMENTED", `${match.route.method.name} is not implemented over REST yet`, {
           details: { rpc: `${match.route.method.parent.typeName}/${match.route.method.name}` },
         });
@@ -90,7 +92,9 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
       values.set(requestIdKey, requestId);
       const dialect = options.dialects?.find((candidate) => candidate.method === match.route.method && candidate.accepts(body));
       if (dialect !== undefined) await dialect.serve({ request, response, requestId, body, values });
-      else await callUnary(options, implementation, match, { request, response, requestId, url, body, values });
+      else if (implementation.kind === "server_streaming") {
+        await callServerStreaming(options, implementation, match, { request, response, requestId, url, body, values });
+      } else await callUnary(options, implementation, match, { request, response, requestId, url, body, values });
     } catch (reason) {
       const error = EmbedderError.from(reason);
       logEmbedderError(options.logger, error, { requestId, method: httpMethod, path: url.pathname });
@@ -116,26 +120,8 @@ async function callUnary(
   call: RestCall,
 ): Promise<void> {
   const { method } = implementation;
-  const input = restRequestToMessage(method.input, {
-    body: call.body,
-    bodyField: match.route.body,
-    variables: match.variables,
-    query: call.url.searchParams,
-  });
-  const clientGone = new AbortController();
-  call.response.once("close", () => {
-    if (!call.response.writableFinished) clientGone.abort();
-  });
-  const context = createHandlerContext({
-    service: method.parent,
-    method,
-    protocolName: "rest",
-    requestMethod: call.request.method ?? "GET",
-    url: call.url.toString(),
-    requestSignal: clientGone.signal,
-    requestHeader: webHeaders(call.request),
-    contextValues: call.values,
-  });
+  const input = restInput(method, match, call);
+  const context = restContext(method, call);
   try {
     const output = create(method.output, await implementation.impl(input, context));
     const rendered = messageToRestJson(method.output, output);
@@ -148,6 +134,50 @@ async function callUnary(
   } finally {
     context.abort();
   }
+}
+
+async function callServerStreaming(
+  options: RestHandlerOptions,
+  implementation: Extract<MethodImplSpec, { kind: "server_streaming" }>,
+  match: RouteMatch,
+  call: RestCall,
+): Promise<void> {
+  const { method } = implementation;
+  const input = restInput(method, match, call);
+  const context = restContext(method, call);
+  try {
+    await writeRestStream({ ...call, logger: options.logger }, method.output, implementation.impl(input, context));
+  } finally {
+    context.abort();
+  }
+}
+
+/** The rpc's request message from the path variables, the body and the query. */
+function restInput(method: DescMethod, match: RouteMatch, call: RestCall): Message {
+  return restRequestToMessage(method.input, {
+    body: call.body,
+    bodyField: match.route.body,
+    variables: match.variables,
+    query: call.url.searchParams,
+  });
+}
+
+/** A handler context of protocol "rest" whose signal aborts when the client goes away before the answer ends. */
+function restContext(method: DescMethod, call: RestCall): ReturnType<typeof createHandlerContext> {
+  const clientGone = new AbortController();
+  call.response.once("close", () => {
+    if (!call.response.writableFinished) clientGone.abort();
+  });
+  return createHandlerContext({
+    service: method.parent,
+    method,
+    protocolName: "rest",
+    requestMethod: call.request.method ?? "GET",
+    url: call.url.toString(),
+    requestSignal: clientGone.signal,
+    requestHeader: webHeaders(call.request),
+    contextValues: call.values,
+  });
 }
 
 function pickField(json: JsonValue, name: string): JsonValue {
