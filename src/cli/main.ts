@@ -39,8 +39,20 @@ addServeOptions(program.command("serve").description("start the embedding server
     logger.info("stopped");
     process.exit(0);
   };
-  process.once("SIGTERM", () => void shutdown("SIGTERM"));
-  process.once("SIGINT", () => void shutdown("SIGINT"));
+  // A signal may arrive twice (sent to the process group and relayed by a wrapper such as npx or tsx):
+  // a repeated SIGTERM must not end the drain; a second Ctrl-C (SIGINT) is taken as "stop now".
+  let draining = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (!draining) {
+      draining = true;
+      void shutdown(signal);
+    } else if (signal === "SIGINT") {
+      logger.warn("second SIGINT; exiting without waiting for the drain");
+      process.exit(1);
+    }
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
 });
 
 await program.parseAsync();

@@ -1,0 +1,160 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import net from "node:net";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { afterEach, describe, expect, it } from "vitest";
+import { EmbedderService } from "../../gen/sutra/embedder/v1/embedder_pb.js";
+
+interface LogLine {
+  msg: string;
+  time: number;
+  address?: { port: number };
+  [key: string]: unknown;
+}
+
+/** `sutra serve` in a child process (as an operator starts it), with its JSON log lines. */
+function startServer(): { child: ChildProcess; lines: LogLine[]; waitFor(message: string, timeoutMs?: number): Promise<LogLine>; exited: Promise<{ at: number }> } {
+  const child = spawn("npx", ["tsx", "src/cli/main.ts", "serve", "--port", "0", "--log-level", "info"], {
+    cwd: process.cwd(),
+    stdio: ["ignore", "pipe", "pipe"],
+    // Its own process group: npx does not pass signals on, so signals go to the group, as a
+    // terminal, systemd or a container runtime with an init process sends them.
+    detached: true,
+    env: { ...process.env, SUTRA_MODELS_DIR: "/nonexistent-models-dir" },
+  });
+  const lines: LogLine[] = [];
+  const waiters: Array<() => void> = [];
+  let buffered = "";
+  child.stdout!.on("data", (chunk: Buffer) => {
+    buffered += chunk.toString("utf8");
+    const parts = buffered.split("\n");
+    buffered = parts.pop() ?? "";
+    for (const part of parts) {
+      if (part.trim() === "") continue;
+      try {
+        lines.push(JSON.parse(part) as LogLine);
+      } catch {
+        continue;
+      }
+      for (const waiter of waiters.splice(0)) waiter();
+    }
+  });
+  child.stderr!.on("data", (chunk: Buffer) => process.stderr.write(`[server stderr] ${chunk}`));
+  // npx exits on the signal itself; the server is gone when the last holder of its stdout (node) has exited.
+  const exited = new Promise<{ at: number }>((resolve) => child.stdout!.once("close", () => resolve({ at: performance.now() })));
+  const waitFor = async (message: string, timeoutMs = 60_000): Promise<LogLine> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = lines.find((line) => line.msg === message);
+      if (found !== undefined) return found;
+      if (Date.now() > deadline) throw new Error(`no "${message}" log line within ${timeoutMs} ms; saw ${lines.map((line) => `${line.msg}@${line.time % 100000}`).join(", ")} (now ${Date.now() % 100000})`);
+      await new Promise<void>((resolve) => {
+        waiters.push(resolve);
+        setTimeout(resolve, 100);
+      });
+    }
+  };
+  return { child, lines, waitFor, exited };
+}
+
+/** An HTTP/1.1 request whose headers and half of its body are sent now, the rest on `finish()`. */
+function slowRequest(port: number, body: string): Promise<{ finish(): void; answer: Promise<string> }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, "127.0.0.1", () => {
+      const half = Math.floor(body.length / 2);
+      socket.write(`POST /v1/embeddings HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, half)}`);
+      let received = "";
+      const answer = new Promise<string>((settle) => {
+        socket.on("data", (chunk) => {
+          received += chunk.toString("utf8");
+        });
+        socket.on("close", () => settle(received));
+      });
+      resolve({ finish: () => socket.end(body.slice(half)), answer });
+    });
+    socket.once("error", reject);
+  });
+}
+
+let server: ReturnType<typeof startServer> | undefined;
+/** Sends a signal to the server's whole process group (npx, tsx and node). */
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-child.pid!, signal);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
+  }
+}
+
+afterEach(() => {
+  if (server !== undefined) signalGroup(server.child, "SIGKILL");
+  server = undefined;
+});
+
+describe("graceful shutdown on SIGTERM (sutra serve in a child process)", () => {
+  it("finishes accepted requests, refuses new ones with SHUTTING_DOWN / UNAVAILABLE, and exits 0 within 10 s", async () => {
+    server = startServer();
+    const listening = await server.waitFor("listening");
+    const port = listening.address!.port;
+    const baseUrl = `http://127.0.0.1:${port}`;
+    await server.waitFor("default model loaded");
+
+    const slow = await slowRequest(port, JSON.stringify({ texts: ["arrives after SIGTERM"] }));
+    // Four clients send requests back to back, so some are always in flight, until the server refuses them.
+    const texts = Array.from({ length: 16 }, (_, index) => `request text ${index} ${"the quick brown fox jumps over the lazy dog ".repeat(5)}`);
+    interface Outcome { sentAt: number; endedAt: number; status?: number; code?: string; error?: string }
+    const outcomes: Outcome[] = [];
+    const client = async (): Promise<void> => {
+      for (;;) {
+        const sentAt = performance.now();
+        try {
+          const response = await fetch(`${baseUrl}/v1/embeddings`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ texts }) });
+          const body = (await response.json()) as { embeddings?: number[][]; error?: { code: string } };
+          outcomes.push({ sentAt, endedAt: performance.now(), status: response.status, code: body.error?.code ?? String(body.embeddings?.length) });
+          if (response.status !== 200) return;
+        } catch (error) {
+          outcomes.push({ sentAt, endedAt: performance.now(), error: String(((error as Error).cause as { code?: string })?.code ?? error) });
+          return;
+        }
+      }
+    };
+    const clients = Array.from({ length: 4 }, client);
+    while (outcomes.filter((outcome) => outcome.status === 200).length < 4) await new Promise((resolve) => setTimeout(resolve, 20));
+    const signalledAt = performance.now();
+    signalGroup(server.child, "SIGTERM");
+    await server.waitFor("draining", 30_000);
+
+    slow.finish();
+    const refused = await slow.answer;
+    expect(refused).toMatch(/^HTTP\/1\.1 503 /);
+    expect(refused).toContain('"code":"SHUTTING_DOWN"');
+
+    const fresh = await fetch(`${baseUrl}/v1/health`).then((response) => `status ${response.status}`, (error: Error) => String((error.cause as { code?: string })?.code ?? error.message));
+    expect(["ECONNREFUSED", "status 503"]).toContain(fresh);
+    const grpc = createClient(EmbedderService, createGrpcTransport({ baseUrl }));
+    const grpcError = await grpc.generateEmbeddings({ texts: ["new"] }).then(() => undefined, (reason: unknown) => reason);
+    expect(ConnectError.from(grpcError).code).toBe(Code.Unavailable);
+
+    await Promise.all(clients);
+    // Nothing sent before the signal was dropped: it was answered in full, or (not yet read) refused with SHUTTING_DOWN.
+    const before = outcomes.filter((outcome) => outcome.sentAt < signalledAt);
+    for (const outcome of before) {
+      expect(outcome.error, JSON.stringify(outcome)).toBeUndefined();
+      expect([{ status: 200, code: "16" }, { status: 503, code: "SHUTTING_DOWN" }]).toContainEqual({ status: outcome.status, code: outcome.code });
+    }
+    // Requests in flight at the signal finished during the drain.
+    const drained = before.filter((outcome) => outcome.endedAt > signalledAt && outcome.status === 200);
+    expect(drained.length).toBeGreaterThan(0);
+    for (const outcome of outcomes.filter((item) => item.sentAt >= signalledAt && item.status !== undefined)) {
+      expect({ status: outcome.status, code: outcome.code }).toEqual({ status: 503, code: "SHUTTING_DOWN" });
+    }
+
+    const exit = await server.exited;
+    // main exits 0 right after "stopped", or 1 after "drain timed out".
+    const drainMs = exit.at - signalledAt;
+    expect(drainMs).toBeLessThan(10_000);
+    expect(server.lines.some((line) => line.msg === "stopped")).toBe(true);
+    expect(server.lines.some((line) => line.msg === "drain timed out; exiting")).toBe(false);
+    console.log(`drain: SIGTERM to exit ${Math.round(drainMs)} ms; ${drained.length} in-flight requests finished during the drain; ${outcomes.length} requests in all`);
+  }, 90_000);
+});
