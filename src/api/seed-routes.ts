@@ -21,6 +21,8 @@ export interface SeedRouteDeps {
 
 /** Text embedded by a warmup: short, so warming costs one tiny batch per model. */
 const WARMUP_TEXT = "warmup";
+/** Most models one warmup request may name (each is loaded and run in turn). */
+const MAX_WARMUP_MODELS = 32;
 
 /**
  * The Prometheus routes: `GET /metrics` and the seed's `GET
@@ -127,6 +129,7 @@ export function createSeedRoutes(deps: SeedRouteDeps): HttpRoute[] {
       async handle({ response, requestId, principal, readJson }) {
         const body = objectBody((await readJson()) ?? {});
         const names = Object.hasOwn(body, "models") ? stringList(body, "models") : [optionalString(body, "model") ?? ""];
+        if (names.length > MAX_WARMUP_MODELS) throw invalid("models", `lists more than ${MAX_WARMUP_MODELS} models`);
         const results: JsonObject[] = [];
         for (const [index, name] of names.entries()) {
           const started = performance.now();
