@@ -49,6 +49,10 @@ export const ANONYMOUS: Principal = Object.freeze({ id: "anonymous", role: "admi
 const MIN_SECRET_BYTES = 32;
 /** Clock skew tolerated on `exp` and `nbf`, in seconds. */
 const CLOCK_TOLERANCE_S = 5;
+/** Verified tokens remembered, so a client reusing its token pays for one signature check, not one per request. */
+const VERIFIED_TOKENS_MAX = 10_000;
+/** Longest a verified token is remembered (it is also never remembered past its `exp`). */
+const VERIFIED_TOKEN_TTL_MS = 5 * 60_000;
 
 /**
  * Creates the authenticator of a mode, checking its settings at start-up
@@ -61,7 +65,9 @@ const CLOCK_TOLERANCE_S = 5;
  *   secret, or RS/PS/ES/EdDSA with a public key, the algorithm allowlist
  *   derived from the key (so `alg: none` and HMAC-with-the-public-key tokens
  *   fail); `exp` and `sub` are required, `exp`/`nbf` checked with 5 s of skew,
- *   `iss`/`aud` when configured. The role is `admin` when the `role` claim is
+ *   `iss`/`aud` when configured. A verified token is remembered (by its exact
+ *   text, at most 5 minutes and never past its `exp`), so reusing it costs a
+ *   map look-up rather than a signature check. The role is `admin` when the `role` claim is
  *   "admin" or the `roles` claim lists it, else `user`.
  */
 export function createAuthenticator(settings: AuthSettings): Authenticator {
@@ -165,16 +171,24 @@ function createJwtAuthenticator(settings: AuthSettings): Authenticator {
     requiredClaims: ["exp", "sub"],
     clockTolerance: CLOCK_TOLERANCE_S,
   };
+  // Only tokens that passed verification are kept, under their exact text, until the earlier of their `exp` and the TTL.
+  const verified = new Map<string, { principal: Principal; until: number }>();
   return {
     mode: "jwt",
     async authenticate(headers) {
       const token = bearerToken(headers);
       if (token === undefined) throw unauthenticated("a bearer token is required (Authorization: Bearer <jwt>)");
+      const known = verified.get(token);
+      if (known !== undefined && Date.now() < known.until) return known.principal;
+      verified.delete(token);
       try {
         const { payload } = await jwtVerify(token, key, options);
         const roles = Array.isArray(payload.roles) ? payload.roles : [payload.role];
         const role: Role = roles.includes("admin") ? "admin" : "user";
-        return { id: String(payload.sub), role, method: "jwt" };
+        const principal: Principal = { id: String(payload.sub), role, method: "jwt" };
+        if (verified.size >= VERIFIED_TOKENS_MAX) verified.delete(verified.keys().next().value as string);
+        verified.set(token, { principal, until: Math.min((payload.exp ?? 0) * 1000, Date.now() + VERIFIED_TOKEN_TTL_MS) });
+        return principal;
       } catch (error) {
         throw new EmbedderError("UNAUTHENTICATED", describeJwtFailure(error), { cause: error });
       }

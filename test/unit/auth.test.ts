@@ -2,7 +2,7 @@ import { createHmac } from "node:crypto";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { findApiKey, parseApiKeys } from "../../src/auth/api-keys.js";
 import { ANONYMOUS, createAuthenticator } from "../../src/auth/create-authenticator.js";
 import { EmbedderError } from "../../src/domain/errors.js";
@@ -100,5 +100,21 @@ describe("JWT", () => {
 describe("auth mode none", () => {
   it("admits everyone as the anonymous admin", async () => {
     expect(await createAuthenticator({ mode: "none" }).authenticate({})).toBe(ANONYMOUS);
+  });
+});
+
+describe("JWT verification cache", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("answers a reused token from the cache, but never past the token's exp", async () => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    const auth = createAuthenticator({ mode: "jwt", jwtSecret: TEST_JWT_SECRET });
+    const token = await signHs256({ exp: Math.floor(Date.now() / 1000) + 60 });
+    const first = await auth.authenticate({ authorization: `Bearer ${token}` });
+    expect(await auth.authenticate({ authorization: `Bearer ${token}` })).toBe(first);
+    vi.setSystemTime(Date.now() + 120_000);
+    expect((await refusal(auth.authenticate({ authorization: `Bearer ${token}` }))).message).toBe("the token has expired");
   });
 });
