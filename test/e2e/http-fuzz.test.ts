@@ -96,7 +96,7 @@ describe("fuzzing the JSON routes (real server)", () => {
   afterAll(() => running?.stop());
 
   const send = async (path: string, body: Uint8Array): Promise<Outcome> => {
-    const response = await fetch(running.baseUrl + path, { method: "POST", headers: { "content-type": "application/json" }, body });
+    const response = await fetch(running.baseUrl + path, { method: "POST", headers: { "content-type": "application/json" }, body: new Uint8Array(body) });
     answered++;
     statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
     return { status: response.status, requestId: response.headers.get("x-request-id"), text: await response.text() };
