@@ -2,6 +2,7 @@ import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { validateEmbedRequest } from "../admission/validate-request.js";
 import type { RequestLimits } from "../admission/validate-request.js";
 import { EmbedderError } from "../domain/errors.js";
+import type { JobService } from "../domain/jobs.js";
 import type { Embedder } from "../domain/types.js";
 import type { StreamSessions } from "../streaming/create-stream-sessions.js";
 import type { EmbedderService } from "../../gen/sutra/embedder/v1/embedder_pb.js";
@@ -15,8 +16,9 @@ import {
   toModelFilter,
 } from "./proto-conversion.js";
 import { principalKey } from "./access-policy.js";
+import { createJobRpcs } from "./create-job-rpcs.js";
 import { createStreamingRpcs } from "./create-streaming-rpcs.js";
-import { requestIdOf, timingHeaders } from "./request-context.js";
+import { PROVIDER_HEADER, providerHeaders, requestIdOf, timingHeaders } from "./request-context.js";
 import { embedderErrorFor } from "./to-connect-error.js";
 
 /** What the EmbedderService implementation needs. */
@@ -25,6 +27,8 @@ export interface EmbedderServiceDeps {
   limits: RequestLimits;
   /** Where StreamEmbeddings streams are opened and accounted for. */
   streams: StreamSessions;
+  /** Document jobs (DESIGN section 9b); absent = the job rpcs answer NOT_IMPLEMENTED. */
+  jobs?: JobService;
 }
 
 /**
@@ -42,10 +46,15 @@ export function createEmbedderService(deps: EmbedderServiceDeps): ServiceImpl<ty
     async generateEmbeddings(request, context) {
       const requestId = requestIdOf(context);
       try {
-        const embedRequest = { ...toEmbedRequest(request, requestId), principal: context.values.get(principalKey) };
+        const provider = context.requestHeader.get(PROVIDER_HEADER);
+        const embedRequest = {
+          ...toEmbedRequest(request, requestId),
+          principal: context.values.get(principalKey),
+          ...(provider === null ? {} : { provider }),
+        };
         validateEmbedRequest(embedRequest, deps.limits);
         const result = await deps.embedder.embed(embedRequest, context.signal);
-        for (const [name, value] of Object.entries(timingHeaders(result.timings))) {
+        for (const [name, value] of Object.entries({ ...timingHeaders(result.timings), ...providerHeaders(result.run) })) {
           context.responseHeader.set(name, value);
         }
         return toGenerateEmbeddingsResponse(result, requestId);
@@ -54,6 +63,7 @@ export function createEmbedderService(deps: EmbedderServiceDeps): ServiceImpl<ty
       }
     },
     ...createStreamingRpcs(deps),
+    ...createJobRpcs(deps.jobs),
     async listModels(request) {
       return toListModelsResponse(await deps.embedder.listModels(toModelFilter(request)));
     },

@@ -3,6 +3,7 @@ import type { DescMethod, Message } from "@bufbuild/protobuf";
 import { createServiceImplSpec } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { AccessControl } from "../admission/access-control.js";
+import type { JobService } from "../domain/jobs.js";
 import type { Embedder } from "../domain/types.js";
 import { countFailure } from "../observability/count-failure.js";
 import type { Metrics } from "../observability/metrics.js";
@@ -34,6 +35,7 @@ import type { NodeRequestListener } from "./node-types.js";
 import { REQUEST_ID_HEADER, resolveRequestId } from "./request-context.js";
 import { createRestHandler } from "./rest/create-rest-handler.js";
 import { createAccessInterceptor, createFailureInterceptor, createMetricsInterceptor } from "./rpc-interceptors.js";
+import { createProviderRoutes, type ProviderAdmin } from "./provider-routes.js";
 import { createMetricsRoutes, createSeedRoutes } from "./seed-routes.js";
 import { createErrorInterceptor } from "./to-connect-error.js";
 
@@ -50,6 +52,10 @@ export interface RequestListenerOptions {
   metrics: Metrics;
   /** Where StreamEmbeddings streams are opened. */
   streams: StreamSessions;
+  /** Upstream providers' breakers and configuration for the admin routes; absent = none configured. */
+  providers?: ProviderAdmin;
+  /** Document jobs; absent = the job rpcs answer NOT_IMPLEMENTED. */
+  jobs?: JobService;
 }
 
 /** Every service the server answers for, as reflection lists them. */
@@ -69,7 +75,7 @@ export const SERVED_SERVICES = [
  * implementation.
  */
 export function createRequestListener(options: RequestListenerOptions): NodeRequestListener {
-  const embedderService = createEmbedderService({ embedder: options.embedder, limits: options.limits, streams: options.streams });
+  const embedderService = createEmbedderService({ embedder: options.embedder, limits: options.limits, streams: options.streams, jobs: options.jobs });
   const health = createHealthService({
     embedder: options.embedder,
     services: [EmbedderService.typeName],
@@ -115,6 +121,7 @@ export function createRequestListener(options: RequestListenerOptions): NodeRequ
     routes: [
       ...createMetricsRoutes(options.metrics),
       ...createSeedRoutes({ embedder: options.embedder, limits: options.limits, metrics: options.metrics }),
+      ...createProviderRoutes(options.providers),
     ],
     rest,
     services: [EmbedderService],

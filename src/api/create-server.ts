@@ -6,10 +6,12 @@ import type { Logger } from "pino";
 import { createAccessControl, type AccessControl } from "../admission/access-control.js";
 import { createRateLimiter } from "../admission/rate-limit.js";
 import { createAuthenticator } from "../auth/create-authenticator.js";
+import type { JobService } from "../domain/jobs.js";
 import type { Embedder } from "../domain/types.js";
 import { createMetrics, type Metrics } from "../observability/metrics.js";
 import { createStreamSessions, type StreamSessions } from "../streaming/create-stream-sessions.js";
 import { createRequestListener } from "./create-request-listener.js";
+import type { ProviderAdmin } from "./provider-routes.js";
 import type { NodeRequestListener } from "./node-types.js";
 import { createWebSocketHandler, isWebSocketTarget } from "./websocket/create-websocket-handler.js";
 
@@ -36,6 +38,10 @@ export interface ServerDeps {
   streams?: StreamSessions;
   /** How often WebSocket connections are pinged for keepalive, in ms (default 30000). */
   webSocketPingMs?: number;
+  /** Upstream providers' breakers and configuration, for the admin routes (absent: none configured). */
+  providers?: ProviderAdmin;
+  /** Document jobs (DESIGN section 9b); absent = the job rpcs answer NOT_IMPLEMENTED. */
+  jobs?: JobService;
 }
 
 /** The first bytes an HTTP/2 client with prior knowledge sends; no HTTP/1 request starts with them. */
@@ -98,6 +104,8 @@ export function createServer(deps: ServerDeps): net.Server {
     healthPollMs: deps.healthPollMs ?? 1000,
     access,
     metrics: deps.metrics ?? createMetrics(),
+    providers: deps.providers,
+    jobs: deps.jobs,
   });
   const answeredEarly = new Set<http2.ServerHttp2Stream>();
   const serve: NodeRequestListener = (request, response) => {

@@ -6,14 +6,14 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_annotations } from "../../../google/api/annotations_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Message } from "@bufbuild/protobuf";
+import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file sutra/embedder/v1/embedder.proto.
  */
 export const file_sutra_embedder_v1_embedder: GenFile = /*@__PURE__*/
-  fileDesc("CiBzdXRyYS9lbWJlZGRlci92MS9lbWJlZGRlci5wcm90bxIRc3V0cmEuZW1iZWRkZXIudjEivAIKD0VtYmVkZGluZ0NvbmZpZxI6CgxxdWFudGl6YXRpb24YASABKA4yHy5zdXRyYS5lbWJlZGRlci52MS5RdWFudGl6YXRpb25IAIgBARIVCgh1c2VfZnAxNhgCIAEoCEgBiAEBEhcKCmJhdGNoX3NpemUYAyABKA1IAogBARIgChNiaW5hcnlfcXVhbnRpemF0aW9uGAQgASgISAOIAQESQQoQaGFyZHdhcmVfcHJvZmlsZRgFIAEoDjIiLnN1dHJhLmVtYmVkZGVyLnYxLkhhcmR3YXJlUHJvZmlsZUgEiAEBQg8KDV9xdWFudGl6YXRpb25CCwoJX3VzZV9mcDE2Qg0KC19iYXRjaF9zaXplQhYKFF9iaW5hcnlfcXVhbnRpemF0aW9uQhMKEV9oYXJkd2FyZV9wcm9maWxlIu0CChlHZW5lcmF0ZUVtYmVkZGluZ3NSZXF1ZXN0Eg0KBXRleHRzGAEgAygJEhIKCmRpbWVuc2lvbnMYAiABKA0SDQoFbW9kZWwYAyABKAkSMgoGY29uZmlnGAQgASgLMiIuc3V0cmEuZW1iZWRkZXIudjEuRW1iZWRkaW5nQ29uZmlnEhMKC2luc3RydWN0aW9uGAUgASgJEhMKC3Byb21wdF9uYW1lGAYgASgJEi0KCHRydW5jYXRlGAcgASgOMhsuc3V0cmEuZW1iZWRkZXIudjEuVHJ1bmNhdGUSFgoJbm9ybWFsaXplGAggASgISACIAQESOQoPZW1iZWRkaW5nX3R5cGVzGAkgAygOMiAuc3V0cmEuZW1iZWRkZXIudjEuRW1iZWRkaW5nVHlwZRIiChphbGxvd19jcm9zc19tb2RlbF9mYWxsYmFjaxgKIAEoCBIMCgR1c2VyGAsgASgJQgwKCl9ub3JtYWxpemUiWQoJRW1iZWRkaW5nEg4KBnZhbHVlcxgBIAMoAhIMCgRpbnQ4GAIgASgMEg0KBXVpbnQ4GAMgASgMEg4KBmJpbmFyeRgEIAEoDBIPCgd1YmluYXJ5GAUgASgMIqgBCglNb2RlbEluZm8SEAoIbW9kZWxfaWQYASABKAkSDAoEbmFtZRgCIAEoCRISCgpkaW1lbnNpb25zGAMgASgNEhUKDXF1YWxpdHlfc2NvcmUYBCABKAISDwoHc2l6ZV9tYhgFIAEoAhIRCglwcmVjaXNpb24YBiABKAkSGgoSZXhlY3V0aW9uX3Byb3ZpZGVyGAcgASgJEhAKCHByb3ZpZGVyGAggASgJIrsBChJQZXJmb3JtYW5jZU1ldHJpY3MSEgoKbGF0ZW5jeV9tcxgBIAEoARIeChZ0aHJvdWdocHV0X2VtYl9wZXJfc2VjGAIgASgBEhAKCHF1ZXVlX21zGAMgASgBEhQKDGluZmVyZW5jZV9tcxgEIAEoARIXCg9tZW1vcnlfdXNhZ2VfbWIYBSABKAESFwoPZ3B1X3V0aWxpemF0aW9uGAYgASgBEhcKD3Rva2VuaXphdGlvbl9tcxgHIAEoASLIAQoQUmVzcG9uc2VNZXRhZGF0YRISCgpyZXF1ZXN0X2lkGAEgASgJEi0KCXRpbWVzdGFtcBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPAoQaGFyZHdhcmVfcHJvZmlsZRgDIAEoDjIiLnN1dHJhLmVtYmVkZGVyLnYxLkhhcmR3YXJlUHJvZmlsZRIYChB0cnVuY2F0ZWRfaW5wdXRzGAQgAygNEhkKEWRpbWVuc2lvbnNfcG9saWN5GAUgASgJIjQKBVVzYWdlEhUKDXByb21wdF90b2tlbnMYASABKA0SFAoMdG90YWxfdG9rZW5zGAIgASgNIpwCChpHZW5lcmF0ZUVtYmVkZGluZ3NSZXNwb25zZRIwCgplbWJlZGRpbmdzGAEgAygLMhwuc3V0cmEuZW1iZWRkZXIudjEuRW1iZWRkaW5nEjAKCm1vZGVsX2luZm8YAiABKAsyHC5zdXRyYS5lbWJlZGRlci52MS5Nb2RlbEluZm8SOgoLcGVyZm9ybWFuY2UYAyABKAsyJS5zdXRyYS5lbWJlZGRlci52MS5QZXJmb3JtYW5jZU1ldHJpY3MSNQoIbWV0YWRhdGEYBCABKAsyIy5zdXRyYS5lbWJlZGRlci52MS5SZXNwb25zZU1ldGFkYXRhEicKBXVzYWdlGAUgASgLMhguc3V0cmEuZW1iZWRkZXIudjEuVXNhZ2Ui8wIKH0dlbmVyYXRlRW1iZWRkaW5nc1N0cmVhbVJlcXVlc3QSDQoFdGV4dHMYASADKAkSEgoKZGltZW5zaW9ucxgCIAEoDRINCgVtb2RlbBgDIAEoCRIyCgZjb25maWcYBCABKAsyIi5zdXRyYS5lbWJlZGRlci52MS5FbWJlZGRpbmdDb25maWcSEwoLaW5zdHJ1Y3Rpb24YBSABKAkSEwoLcHJvbXB0X25hbWUYBiABKAkSLQoIdHJ1bmNhdGUYByABKA4yGy5zdXRyYS5lbWJlZGRlci52MS5UcnVuY2F0ZRIWCglub3JtYWxpemUYCCABKAhIAIgBARI5Cg9lbWJlZGRpbmdfdHlwZXMYCSADKA4yIC5zdXRyYS5lbWJlZGRlci52MS5FbWJlZGRpbmdUeXBlEiIKGmFsbG93X2Nyb3NzX21vZGVsX2ZhbGxiYWNrGAogASgIEgwKBHVzZXIYCyABKAlCDAoKX25vcm1hbGl6ZSKkAQogR2VuZXJhdGVFbWJlZGRpbmdzU3RyZWFtUmVzcG9uc2USDQoFaW5kZXgYASABKA0SLwoJZW1iZWRkaW5nGAIgASgLMhwuc3V0cmEuZW1iZWRkZXIudjEuRW1iZWRkaW5nEg4KBnRva2VucxgDIAEoDRIwCgptb2RlbF9pbmZvGAQgASgLMhwuc3V0cmEuZW1iZWRkZXIudjEuTW9kZWxJbmZvIswCCgxTdHJlYW1Db25maWcSEgoKZGltZW5zaW9ucxgBIAEoDRITCgtidWZmZXJfc2l6ZRgCIAEoDRIWCg5tYXhfbGF0ZW5jeV9tcxgDIAEoDRINCgVtb2RlbBgEIAEoCRIyCgZjb25maWcYBSABKAsyIi5zdXRyYS5lbWJlZGRlci52MS5FbWJlZGRpbmdDb25maWcSOQoPZW1iZWRkaW5nX3R5cGVzGAYgAygOMiAuc3V0cmEuZW1iZWRkZXIudjEuRW1iZWRkaW5nVHlwZRITCgtpbnN0cnVjdGlvbhgHIAEoCRITCgtwcm9tcHRfbmFtZRgIIAEoCRItCgh0cnVuY2F0ZRgJIAEoDjIbLnN1dHJhLmVtYmVkZGVyLnYxLlRydW5jYXRlEhYKCW5vcm1hbGl6ZRgKIAEoCEgAiAEBQgwKCl9ub3JtYWxpemUiTwoJVGV4dENodW5rEhAKCGNodW5rX2lkGAEgASgJEgwKBHRleHQYAiABKAkSEAoIaXNfZmluYWwYAyABKAgSEAoIcG9zaXRpb24YBCABKAQihgEKF1N0cmVhbUVtYmVkZGluZ3NSZXF1ZXN0EjEKBmNvbmZpZxgBIAEoCzIfLnN1dHJhLmVtYmVkZGVyLnYxLlN0cmVhbUNvbmZpZ0gAEi0KBWNodW5rGAIgASgLMhwuc3V0cmEuZW1iZWRkZXIudjEuVGV4dENodW5rSABCCQoHbWVzc2FnZSKBAQoNQ2h1bmtNZXRhZGF0YRISCgpsYXRlbmN5X21zGAEgASgBEhkKEXNlcXVlbmNlX3Bvc2l0aW9uGAIgASgEEhIKCm1vZGVsX3VzZWQYAyABKAkSLQoJdGltZXN0YW1wGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJDCgpDaHVua0Vycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIWCg5yZXRyeV9hZnRlcl9tcxgDIAEoDSK/AQoYU3RyZWFtRW1iZWRkaW5nc1Jlc3BvbnNlEhAKCGNodW5rX2lkGAEgASgJEi8KCWVtYmVkZGluZxgCIAEoCzIcLnN1dHJhLmVtYmVkZGVyLnYxLkVtYmVkZGluZxIyCghtZXRhZGF0YRgDIAEoCzIgLnN1dHJhLmVtYmVkZGVyLnYxLkNodW5rTWV0YWRhdGESLAoFZXJyb3IYBCABKAsyHS5zdXRyYS5lbWJlZGRlci52MS5DaHVua0Vycm9yImUKEUxpc3RNb2RlbHNSZXF1ZXN0EhIKCmRpbWVuc2lvbnMYASABKA0SPAoQaGFyZHdhcmVfcHJvZmlsZRgCIAEoDjIiLnN1dHJhLmVtYmVkZGVyLnYxLkhhcmR3YXJlUHJvZmlsZSLOAwoFTW9kZWwSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRISCgpkaW1lbnNpb25zGAMgASgNEhUKDXF1YWxpdHlfc2NvcmUYBCABKAISDwoHc2l6ZV9tYhgFIAEoAhIPCgdsaWNlbnNlGAYgASgJEi4KBnN0YXR1cxgHIAEoDjIeLnN1dHJhLmVtYmVkZGVyLnYxLk1vZGVsU3RhdHVzEhUKDXN0YXR1c19yZWFzb24YCCABKAkSEgoKbWF4X3Rva2VucxgJIAEoDRIdChVtYXRyeW9zaGthX2RpbWVuc2lvbnMYCiADKA0SEgoKcHJlY2lzaW9ucxgLIAMoCRI9ChFoYXJkd2FyZV9wcm9maWxlcxgMIAMoDjIiLnN1dHJhLmVtYmVkZGVyLnYxLkhhcmR3YXJlUHJvZmlsZRIPCgdwb29saW5nGA0gASgJEg8KB2FsaWFzZXMYDiADKAkSDgoGc291cmNlGA8gASgJEhkKEWRvd25sb2FkX3Byb2dyZXNzGBAgASgCEhwKFGRvd25sb2FkX2V0YV9zZWNvbmRzGBEgASgBEhQKDHByb21wdF9uYW1lcxgSIAMoCRIQCghyZXZpc2lvbhgTIAEoCSI+ChJMaXN0TW9kZWxzUmVzcG9uc2USKAoGbW9kZWxzGAEgAygLMhguc3V0cmEuZW1iZWRkZXIudjEuTW9kZWwiIwoPR2V0TW9kZWxSZXF1ZXN0EhAKCG1vZGVsX2lkGAEgASgJIjsKEEdldE1vZGVsUmVzcG9uc2USJwoFbW9kZWwYASABKAsyGC5zdXRyYS5lbWJlZGRlci52MS5Nb2RlbCI6ChREb3dubG9hZE1vZGVsUmVxdWVzdBIQCghtb2RlbF9pZBgBIAEoCRIQCghyZXZpc2lvbhgCIAEoCSLAAQoVRG93bmxvYWRNb2RlbFJlc3BvbnNlEhAKCG1vZGVsX2lkGAEgASgJEi4KBnN0YXR1cxgCIAEoDjIeLnN1dHJhLmVtYmVkZGVyLnYxLk1vZGVsU3RhdHVzEhAKCHByb2dyZXNzGAMgASgCEhMKC2V0YV9zZWNvbmRzGAQgASgBEhgKEGJ5dGVzX2Rvd25sb2FkZWQYBSABKAQSEwoLYnl0ZXNfdG90YWwYBiABKAQSDwoHbWVzc2FnZRgHIAEoCSISChBHZXRIZWFsdGhSZXF1ZXN0Ij0KC1dvcmtlckNoZWNrEg0KBXJlYWR5GAEgASgNEg0KBXRvdGFsGAIgASgNEhAKCHJlcGxhY2VkGAMgASgNIkUKDVByb3ZpZGVyQ2hlY2sSDAoEbmFtZRgBIAEoCRIVCg1icmVha2VyX3N0YXRlGAIgASgJEg8KB2hlYWx0aHkYAyABKAgi0wEKDEhlYWx0aENoZWNrcxIYChBtb2RlbHNfYXZhaWxhYmxlGAEgASgIEhYKDmdwdV9hY2Nlc3NpYmxlGAIgASgIEhsKE21vZGVsX2NhY2hlX2hlYWx0aHkYAyABKAgSLwoHd29ya2VycxgEIAEoCzIeLnN1dHJhLmVtYmVkZGVyLnYxLldvcmtlckNoZWNrEjMKCXByb3ZpZGVycxgFIAMoCzIgLnN1dHJhLmVtYmVkZGVyLnYxLlByb3ZpZGVyQ2hlY2sSDgoGaXNzdWVzGAYgAygJIkgKEUhlYWx0aFBlcmZvcm1hbmNlEhYKDmF2Z19sYXRlbmN5X21zGAEgASgBEhsKE3JlcXVlc3RzX3Blcl9zZWNvbmQYAiABKAEigQEKCkNhY2hlU3RhdHMSDwoHZW5hYmxlZBgBIAEoCBIPCgdlbnRyaWVzGAIgASgEEgwKBGhpdHMYAyABKAQSDgoGbWlzc2VzGAQgASgEEgwKBHNpemUYBSABKAQSEAoIbWF4X3NpemUYBiABKAQSEwoLdHRsX3NlY29uZHMYByABKAEi+AIKEUdldEhlYWx0aFJlc3BvbnNlEi8KBnN0YXR1cxgBIAEoDjIfLnN1dHJhLmVtYmVkZGVyLnYxLkhlYWx0aFN0YXR1cxIvCgZjaGVja3MYAiABKAsyHy5zdXRyYS5lbWJlZGRlci52MS5IZWFsdGhDaGVja3MSOQoLcGVyZm9ybWFuY2UYAyABKAsyJC5zdXRyYS5lbWJlZGRlci52MS5IZWFsdGhQZXJmb3JtYW5jZRIsCgVjYWNoZRgEIAEoCzIdLnN1dHJhLmVtYmVkZGVyLnYxLkNhY2hlU3RhdHMSDwoHdmVyc2lvbhgFIAEoCRIWCg51cHRpbWVfc2Vjb25kcxgGIAEoARI8ChBoYXJkd2FyZV9wcm9maWxlGAcgASgOMiIuc3V0cmEuZW1iZWRkZXIudjEuSGFyZHdhcmVQcm9maWxlEhoKEmV4ZWN1dGlvbl9wcm92aWRlchgIIAEoCRIVCg1kZWZhdWx0X21vZGVsGAkgASgJKooBCgxRdWFudGl6YXRpb24SHAoYUVVBTlRJWkFUSU9OX1VOU1BFQ0lGSUVEEAASFQoRUVVBTlRJWkFUSU9OX05PTkUQARIVChFRVUFOVElaQVRJT05fSU5UOBACEhUKEVFVQU5USVpBVElPTl9JTlQ0EAMSFwoTUVVBTlRJWkFUSU9OX0JJTkFSWRAEKrICCg9IYXJkd2FyZVByb2ZpbGUSIAocSEFSRFdBUkVfUFJPRklMRV9VTlNQRUNJRklFRBAAEhkKFUhBUkRXQVJFX1BST0ZJTEVfQVVUTxABEhwKGEhBUkRXQVJFX1BST0ZJTEVfTUlOSU1BTBACEhgKFEhBUkRXQVJFX1BST0ZJTEVfTE9XEAMSGwoXSEFSRFdBUkVfUFJPRklMRV9NRURJVU0QBBIZChVIQVJEV0FSRV9QUk9GSUxFX0hJR0gQBRIcChhIQVJEV0FSRV9QUk9GSUxFX0VYVFJFTUUQBhIcChhIQVJEV0FSRV9QUk9GSUxFX0RFU0tUT1AQBxIbChdIQVJEV0FSRV9QUk9GSUxFX1NFUlZFUhAIEhkKFUhBUkRXQVJFX1BST0ZJTEVfSDEwMBAJKl0KCFRydW5jYXRlEhgKFFRSVU5DQVRFX1VOU1BFQ0lGSUVEEAASEAoMVFJVTkNBVEVfRU5EEAESEgoOVFJVTkNBVEVfU1RBUlQQAhIRCg1UUlVOQ0FURV9OT05FEAMqswEKDUVtYmVkZGluZ1R5cGUSHgoaRU1CRURESU5HX1RZUEVfVU5TUEVDSUZJRUQQABIYChRFTUJFRERJTkdfVFlQRV9GTE9BVBABEhcKE0VNQkVERElOR19UWVBFX0lOVDgQAhIYChRFTUJFRERJTkdfVFlQRV9VSU5UOBADEhkKFUVNQkVERElOR19UWVBFX0JJTkFSWRAEEhoKFkVNQkVERElOR19UWVBFX1VCSU5BUlkQBSqvAQoLTW9kZWxTdGF0dXMSHAoYTU9ERUxfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGgoWTU9ERUxfU1RBVFVTX0FWQUlMQUJMRRABEhwKGE1PREVMX1NUQVRVU19ET1dOTE9BRElORxACEhYKEk1PREVMX1NUQVRVU19SRUFEWRADEhcKE01PREVMX1NUQVRVU19MT0FERUQQBBIXChNNT0RFTF9TVEFUVVNfRkFJTEVEEAUqgQEKDEhlYWx0aFN0YXR1cxIdChlIRUFMVEhfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVSEVBTFRIX1NUQVRVU19IRUFMVEhZEAESGgoWSEVBTFRIX1NUQVRVU19ERUdSQURFRBACEhsKF0hFQUxUSF9TVEFUVVNfVU5IRUFMVEhZEAMymgcKD0VtYmVkZGVyU2VydmljZRKMAQoSR2VuZXJhdGVFbWJlZGRpbmdzEiwuc3V0cmEuZW1iZWRkZXIudjEuR2VuZXJhdGVFbWJlZGRpbmdzUmVxdWVzdBotLnN1dHJhLmVtYmVkZGVyLnYxLkdlbmVyYXRlRW1iZWRkaW5nc1Jlc3BvbnNlIhmC0+STAhM6ASoiDi92MS9lbWJlZGRpbmdzEqcBChhHZW5lcmF0ZUVtYmVkZGluZ3NTdHJlYW0SMi5zdXRyYS5lbWJlZGRlci52MS5HZW5lcmF0ZUVtYmVkZGluZ3NTdHJlYW1SZXF1ZXN0GjMuc3V0cmEuZW1iZWRkZXIudjEuR2VuZXJhdGVFbWJlZGRpbmdzU3RyZWFtUmVzcG9uc2UiIILT5JMCGjoBKiIVL3YxL2VtYmVkZGluZ3Mvc3RyZWFtMAESbwoQU3RyZWFtRW1iZWRkaW5ncxIqLnN1dHJhLmVtYmVkZGVyLnYxLlN0cmVhbUVtYmVkZGluZ3NSZXF1ZXN0Gisuc3V0cmEuZW1iZWRkZXIudjEuU3RyZWFtRW1iZWRkaW5nc1Jlc3BvbnNlKAEwARJtCgpMaXN0TW9kZWxzEiQuc3V0cmEuZW1iZWRkZXIudjEuTGlzdE1vZGVsc1JlcXVlc3QaJS5zdXRyYS5lbWJlZGRlci52MS5MaXN0TW9kZWxzUmVzcG9uc2UiEoLT5JMCDBIKL3YxL21vZGVscxJyCghHZXRNb2RlbBIiLnN1dHJhLmVtYmVkZGVyLnYxLkdldE1vZGVsUmVxdWVzdBojLnN1dHJhLmVtYmVkZGVyLnYxLkdldE1vZGVsUmVzcG9uc2UiHYLT5JMCFxIVL3YxL21vZGVscy97bW9kZWxfaWR9Eo0BCg1Eb3dubG9hZE1vZGVsEicuc3V0cmEuZW1iZWRkZXIudjEuRG93bmxvYWRNb2RlbFJlcXVlc3QaKC5zdXRyYS5lbWJlZGRlci52MS5Eb3dubG9hZE1vZGVsUmVzcG9uc2UiKYLT5JMCIzoBKiIeL3YxL21vZGVscy97bW9kZWxfaWR9L2Rvd25sb2FkEmoKCUdldEhlYWx0aBIjLnN1dHJhLmVtYmVkZGVyLnYxLkdldEhlYWx0aFJlcXVlc3QaJC5zdXRyYS5lbWJlZGRlci52MS5HZXRIZWFsdGhSZXNwb25zZSISgtPkkwIMEgovdjEvaGVhbHRoYgZwcm90bzM", [file_google_api_annotations, file_google_protobuf_timestamp]);
+  fileDesc("CiBzdXRyYS9lbWJlZGRlci92MS9lbWJlZGRlci5wcm90bxIRc3V0cmEuZW1iZWRkZXIudjEivAIKD0VtYmVkZGluZ0NvbmZpZxI6CgxxdWFudGl6YXRpb24YASABKA4yHy5zdXRyYS5lbWJlZGRlci52MS5RdWFudGl6YXRpb25IAIgBARIVCgh1c2VfZnAxNhgCIAEoCEgBiAEBEhcKCmJhdGNoX3NpemUYAyABKA1IAogBARIgChNiaW5hcnlfcXVhbnRpemF0aW9uGAQgASgISAOIAQESQQoQaGFyZHdhcmVfcHJvZmlsZRgFIAEoDjIiLnN1dHJhLmVtYmVkZGVyLnYxLkhhcmR3YXJlUHJvZmlsZUgEiAEBQg8KDV9xdWFudGl6YXRpb25CCwoJX3VzZV9mcDE2Qg0KC19iYXRjaF9zaXplQhYKFF9iaW5hcnlfcXVhbnRpemF0aW9uQhMKEV9oYXJkd2FyZV9wcm9maWxlIu0CChlHZW5lcmF0ZUVtYmVkZGluZ3NSZXF1ZXN0Eg0KBXRleHRzGAEgAygJEhIKCmRpbWVuc2lvbnMYAiABKA0SDQoFbW9kZWwYAyABKAkSMgoGY29uZmlnGAQgASgLMiIuc3V0cmEuZW1iZWRkZXIudjEuRW1iZWRkaW5nQ29uZmlnEhMKC2luc3RydWN0aW9uGAUgASgJEhMKC3Byb21wdF9uYW1lGAYgASgJEi0KCHRydW5jYXRlGAcgASgOMhsuc3V0cmEuZW1iZWRkZXIudjEuVHJ1bmNhdGUSFgoJbm9ybWFsaXplGAggASgISACIAQESOQoPZW1iZWRkaW5nX3R5cGVzGAkgAygOMiAuc3V0cmEuZW1iZWRkZXIudjEuRW1iZWRkaW5nVHlwZRIiChphbGxvd19jcm9zc19tb2RlbF9mYWxsYmFjaxgKIAEoCBIMCgR1c2VyGAsgASgJQgwKCl9ub3JtYWxpemUiWQoJRW1iZWRkaW5nEg4KBnZhbHVlcxgBIAMoAhIMCgRpbnQ4GAIgASgMEg0KBXVpbnQ4GAMgASgMEg4KBmJpbmFyeRgEIAEoDBIPCgd1YmluYXJ5GAUgASgMIqgBCglNb2RlbEluZm8SEAoIbW9kZWxfaWQYASABKAkSDAoEbmFtZRgCIAEoCRISCgpkaW1lbnNpb25zGAMgASgNEhUKDXF1YWxpdHlfc2NvcmUYBCABKAISDwoHc2l6ZV9tYhgFIAEoAhIRCglwcmVjaXNpb24YBiABKAkSGgoSZXhlY3V0aW9uX3Byb3ZpZGVyGAcgASgJEhAKCHByb3ZpZGVyGAggASgJIrsBChJQZXJmb3JtYW5jZU1ldHJpY3MSEgoKbGF0ZW5jeV9tcxgBIAEoARIeChZ0aHJvdWdocHV0X2VtYl9wZXJfc2VjGAIgASgBEhAKCHF1ZXVlX21zGAMgASgBEhQKDGluZmVyZW5jZV9tcxgEIAEoARIXCg9tZW1vcnlfdXNhZ2VfbWIYBSABKAESFwoPZ3B1X3V0aWxpemF0aW9uGAYgASgBEhcKD3Rva2VuaXphdGlvbl9tcxgHIAEoASLIAQoQUmVzcG9uc2VNZXRhZGF0YRISCgpyZXF1ZXN0X2lkGAEgASgJEi0KCXRpbWVzdGFtcBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPAoQaGFyZHdhcmVfcHJvZmlsZRgDIAEoDjIiLnN1dHJhLmVtYmVkZGVyLnYxLkhhcmR3YXJlUHJvZmlsZRIYChB0cnVuY2F0ZWRfaW5wdXRzGAQgAygNEhkKEWRpbWVuc2lvbnNfcG9saWN5GAUgASgJIjQKBVVzYWdlEhUKDXByb21wdF90b2tlbnMYASABKA0SFAoMdG90YWxfdG9rZW5zGAIgASgNIpwCChpHZW5lcmF0ZUVtYmVkZGluZ3NSZXNwb25zZRIwCgplbWJlZGRpbmdzGAEgAygLMhwuc3V0cmEuZW1iZWRkZXIudjEuRW1iZWRkaW5nEjAKCm1vZGVsX2luZm8YAiABKAsyHC5zdXRyYS5lbWJlZGRlci52MS5Nb2RlbEluZm8SOgoLcGVyZm9ybWFuY2UYAyABKAsyJS5zdXRyYS5lbWJlZGRlci52MS5QZXJmb3JtYW5jZU1ldHJpY3MSNQoIbWV0YWRhdGEYBCABKAsyIy5zdXRyYS5lbWJlZGRlci52MS5SZXNwb25zZU1ldGFkYXRhEicKBXVzYWdlGAUgASgLMhguc3V0cmEuZW1iZWRkZXIudjEuVXNhZ2Ui8wIKH0dlbmVyYXRlRW1iZWRkaW5nc1N0cmVhbVJlcXVlc3QSDQoFdGV4dHMYASADKAkSEgoKZGltZW5zaW9ucxgCIAEoDRINCgVtb2RlbBgDIAEoCRIyCgZjb25maWcYBCABKAsyIi5zdXRyYS5lbWJlZGRlci52MS5FbWJlZGRpbmdDb25maWcSEwoLaW5zdHJ1Y3Rpb24YBSABKAkSEwoLcHJvbXB0X25hbWUYBiABKAkSLQoIdHJ1bmNhdGUYByABKA4yGy5zdXRyYS5lbWJlZGRlci52MS5UcnVuY2F0ZRIWCglub3JtYWxpemUYCCABKAhIAIgBARI5Cg9lbWJlZGRpbmdfdHlwZXMYCSADKA4yIC5zdXRyYS5lbWJlZGRlci52MS5FbWJlZGRpbmdUeXBlEiIKGmFsbG93X2Nyb3NzX21vZGVsX2ZhbGxiYWNrGAogASgIEgwKBHVzZXIYCyABKAlCDAoKX25vcm1hbGl6ZSKkAQogR2VuZXJhdGVFbWJlZGRpbmdzU3RyZWFtUmVzcG9uc2USDQoFaW5kZXgYASABKA0SLwoJZW1iZWRkaW5nGAIgASgLMhwuc3V0cmEuZW1iZWRkZXIudjEuRW1iZWRkaW5nEg4KBnRva2VucxgDIAEoDRIwCgptb2RlbF9pbmZvGAQgASgLMhwuc3V0cmEuZW1iZWRkZXIudjEuTW9kZWxJbmZvIswCCgxTdHJlYW1Db25maWcSEgoKZGltZW5zaW9ucxgBIAEoDRITCgtidWZmZXJfc2l6ZRgCIAEoDRIWCg5tYXhfbGF0ZW5jeV9tcxgDIAEoDRINCgVtb2RlbBgEIAEoCRIyCgZjb25maWcYBSABKAsyIi5zdXRyYS5lbWJlZGRlci52MS5FbWJlZGRpbmdDb25maWcSOQoPZW1iZWRkaW5nX3R5cGVzGAYgAygOMiAuc3V0cmEuZW1iZWRkZXIudjEuRW1iZWRkaW5nVHlwZRITCgtpbnN0cnVjdGlvbhgHIAEoCRITCgtwcm9tcHRfbmFtZRgIIAEoCRItCgh0cnVuY2F0ZRgJIAEoDjIbLnN1dHJhLmVtYmVkZGVyLnYxLlRydW5jYXRlEhYKCW5vcm1hbGl6ZRgKIAEoCEgAiAEBQgwKCl9ub3JtYWxpemUiTwoJVGV4dENodW5rEhAKCGNodW5rX2lkGAEgASgJEgwKBHRleHQYAiABKAkSEAoIaXNfZmluYWwYAyABKAgSEAoIcG9zaXRpb24YBCABKAQihgEKF1N0cmVhbUVtYmVkZGluZ3NSZXF1ZXN0EjEKBmNvbmZpZxgBIAEoCzIfLnN1dHJhLmVtYmVkZGVyLnYxLlN0cmVhbUNvbmZpZ0gAEi0KBWNodW5rGAIgASgLMhwuc3V0cmEuZW1iZWRkZXIudjEuVGV4dENodW5rSABCCQoHbWVzc2FnZSKBAQoNQ2h1bmtNZXRhZGF0YRISCgpsYXRlbmN5X21zGAEgASgBEhkKEXNlcXVlbmNlX3Bvc2l0aW9uGAIgASgEEhIKCm1vZGVsX3VzZWQYAyABKAkSLQoJdGltZXN0YW1wGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJDCgpDaHVua0Vycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIWCg5yZXRyeV9hZnRlcl9tcxgDIAEoDSK/AQoYU3RyZWFtRW1iZWRkaW5nc1Jlc3BvbnNlEhAKCGNodW5rX2lkGAEgASgJEi8KCWVtYmVkZGluZxgCIAEoCzIcLnN1dHJhLmVtYmVkZGVyLnYxLkVtYmVkZGluZxIyCghtZXRhZGF0YRgDIAEoCzIgLnN1dHJhLmVtYmVkZGVyLnYxLkNodW5rTWV0YWRhdGESLAoFZXJyb3IYBCABKAsyHS5zdXRyYS5lbWJlZGRlci52MS5DaHVua0Vycm9yImUKEUxpc3RNb2RlbHNSZXF1ZXN0EhIKCmRpbWVuc2lvbnMYASABKA0SPAoQaGFyZHdhcmVfcHJvZmlsZRgCIAEoDjIiLnN1dHJhLmVtYmVkZGVyLnYxLkhhcmR3YXJlUHJvZmlsZSLOAwoFTW9kZWwSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRISCgpkaW1lbnNpb25zGAMgASgNEhUKDXF1YWxpdHlfc2NvcmUYBCABKAISDwoHc2l6ZV9tYhgFIAEoAhIPCgdsaWNlbnNlGAYgASgJEi4KBnN0YXR1cxgHIAEoDjIeLnN1dHJhLmVtYmVkZGVyLnYxLk1vZGVsU3RhdHVzEhUKDXN0YXR1c19yZWFzb24YCCABKAkSEgoKbWF4X3Rva2VucxgJIAEoDRIdChVtYXRyeW9zaGthX2RpbWVuc2lvbnMYCiADKA0SEgoKcHJlY2lzaW9ucxgLIAMoCRI9ChFoYXJkd2FyZV9wcm9maWxlcxgMIAMoDjIiLnN1dHJhLmVtYmVkZGVyLnYxLkhhcmR3YXJlUHJvZmlsZRIPCgdwb29saW5nGA0gASgJEg8KB2FsaWFzZXMYDiADKAkSDgoGc291cmNlGA8gASgJEhkKEWRvd25sb2FkX3Byb2dyZXNzGBAgASgCEhwKFGRvd25sb2FkX2V0YV9zZWNvbmRzGBEgASgBEhQKDHByb21wdF9uYW1lcxgSIAMoCRIQCghyZXZpc2lvbhgTIAEoCSI+ChJMaXN0TW9kZWxzUmVzcG9uc2USKAoGbW9kZWxzGAEgAygLMhguc3V0cmEuZW1iZWRkZXIudjEuTW9kZWwiIwoPR2V0TW9kZWxSZXF1ZXN0EhAKCG1vZGVsX2lkGAEgASgJIjsKEEdldE1vZGVsUmVzcG9uc2USJwoFbW9kZWwYASABKAsyGC5zdXRyYS5lbWJlZGRlci52MS5Nb2RlbCI6ChREb3dubG9hZE1vZGVsUmVxdWVzdBIQCghtb2RlbF9pZBgBIAEoCRIQCghyZXZpc2lvbhgCIAEoCSLAAQoVRG93bmxvYWRNb2RlbFJlc3BvbnNlEhAKCG1vZGVsX2lkGAEgASgJEi4KBnN0YXR1cxgCIAEoDjIeLnN1dHJhLmVtYmVkZGVyLnYxLk1vZGVsU3RhdHVzEhAKCHByb2dyZXNzGAMgASgCEhMKC2V0YV9zZWNvbmRzGAQgASgBEhgKEGJ5dGVzX2Rvd25sb2FkZWQYBSABKAQSEwoLYnl0ZXNfdG90YWwYBiABKAQSDwoHbWVzc2FnZRgHIAEoCSISChBHZXRIZWFsdGhSZXF1ZXN0Ij0KC1dvcmtlckNoZWNrEg0KBXJlYWR5GAEgASgNEg0KBXRvdGFsGAIgASgNEhAKCHJlcGxhY2VkGAMgASgNIkUKDVByb3ZpZGVyQ2hlY2sSDAoEbmFtZRgBIAEoCRIVCg1icmVha2VyX3N0YXRlGAIgASgJEg8KB2hlYWx0aHkYAyABKAgi0wEKDEhlYWx0aENoZWNrcxIYChBtb2RlbHNfYXZhaWxhYmxlGAEgASgIEhYKDmdwdV9hY2Nlc3NpYmxlGAIgASgIEhsKE21vZGVsX2NhY2hlX2hlYWx0aHkYAyABKAgSLwoHd29ya2VycxgEIAEoCzIeLnN1dHJhLmVtYmVkZGVyLnYxLldvcmtlckNoZWNrEjMKCXByb3ZpZGVycxgFIAMoCzIgLnN1dHJhLmVtYmVkZGVyLnYxLlByb3ZpZGVyQ2hlY2sSDgoGaXNzdWVzGAYgAygJIkgKEUhlYWx0aFBlcmZvcm1hbmNlEhYKDmF2Z19sYXRlbmN5X21zGAEgASgBEhsKE3JlcXVlc3RzX3Blcl9zZWNvbmQYAiABKAEigQEKCkNhY2hlU3RhdHMSDwoHZW5hYmxlZBgBIAEoCBIPCgdlbnRyaWVzGAIgASgEEgwKBGhpdHMYAyABKAQSDgoGbWlzc2VzGAQgASgEEgwKBHNpemUYBSABKAQSEAoIbWF4X3NpemUYBiABKAQSEwoLdHRsX3NlY29uZHMYByABKAEi+AIKEUdldEhlYWx0aFJlc3BvbnNlEi8KBnN0YXR1cxgBIAEoDjIfLnN1dHJhLmVtYmVkZGVyLnYxLkhlYWx0aFN0YXR1cxIvCgZjaGVja3MYAiABKAsyHy5zdXRyYS5lbWJlZGRlci52MS5IZWFsdGhDaGVja3MSOQoLcGVyZm9ybWFuY2UYAyABKAsyJC5zdXRyYS5lbWJlZGRlci52MS5IZWFsdGhQZXJmb3JtYW5jZRIsCgVjYWNoZRgEIAEoCzIdLnN1dHJhLmVtYmVkZGVyLnYxLkNhY2hlU3RhdHMSDwoHdmVyc2lvbhgFIAEoCRIWCg51cHRpbWVfc2Vjb25kcxgGIAEoARI8ChBoYXJkd2FyZV9wcm9maWxlGAcgASgOMiIuc3V0cmEuZW1iZWRkZXIudjEuSGFyZHdhcmVQcm9maWxlEhoKEmV4ZWN1dGlvbl9wcm92aWRlchgIIAEoCRIVCg1kZWZhdWx0X21vZGVsGAkgASgJIjwKD0NodW5raW5nT3B0aW9ucxISCgpjaHVua19zaXplGAEgASgNEhUKDWNodW5rX292ZXJsYXAYAiABKA0iUgoLSm9iRG9jdW1lbnQSCgoCaWQYASABKAkSDAoEdGV4dBgCIAEoCRIpCghtZXRhZGF0YRgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3Qi6wIKEENyZWF0ZUpvYlJlcXVlc3QSMQoJZG9jdW1lbnRzGAEgAygLMh4uc3V0cmEuZW1iZWRkZXIudjEuSm9iRG9jdW1lbnQSDQoFbW9kZWwYAiABKAkSEgoKZGltZW5zaW9ucxgDIAEoDRIyCgZjb25maWcYBCABKAsyIi5zdXRyYS5lbWJlZGRlci52MS5FbWJlZGRpbmdDb25maWcSEwoLaW5zdHJ1Y3Rpb24YBSABKAkSEwoLcHJvbXB0X25hbWUYBiABKAkSFgoJbm9ybWFsaXplGAcgASgISACIAQESOQoPZW1iZWRkaW5nX3R5cGVzGAggAygOMiAuc3V0cmEuZW1iZWRkZXIudjEuRW1iZWRkaW5nVHlwZRI0CghjaHVua2luZxgJIAEoCzIiLnN1dHJhLmVtYmVkZGVyLnYxLkNodW5raW5nT3B0aW9ucxIMCgR1c2VyGAogASgJQgwKCl9ub3JtYWxpemUiKQoISm9iRXJyb3ISDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJIpQFCgNKb2ISCgoCaWQYASABKAkSLAoGc3RhdHVzGAIgASgOMhwuc3V0cmEuZW1iZWRkZXIudjEuSm9iU3RhdHVzEhAKCHByb2dyZXNzGAMgASgBEhYKDmRvY3VtZW50X2NvdW50GAQgASgNEhkKEWRvY3VtZW50c19jaHVua2VkGAUgASgNEhQKDHRvdGFsX2NodW5rcxgGIAEoBBIYChBjb21wbGV0ZWRfY2h1bmtzGAcgASgEEhkKEWRpc3BhdGNoZWRfY2h1bmtzGAggASgEEhMKC3RvdGFsX2J5dGVzGAkgASgEEhUKDXByb21wdF90b2tlbnMYCiABKAQSDQoFbW9kZWwYCyABKAkSEAoIbW9kZWxfaWQYDCABKAkSEgoKZGltZW5zaW9ucxgNIAEoDRI0CghjaHVua2luZxgOIAEoCzIiLnN1dHJhLmVtYmVkZGVyLnYxLkNodW5raW5nT3B0aW9ucxIuCgpjcmVhdGVkX2F0GA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GBEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgSIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgTIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoFZXJyb3IYFCABKAsyGy5zdXRyYS5lbWJlZGRlci52MS5Kb2JFcnJvchIPCgdyZXN1bWVzGBUgASgNIjgKEUNyZWF0ZUpvYlJlc3BvbnNlEiMKA2pvYhgBIAEoCzIWLnN1dHJhLmVtYmVkZGVyLnYxLkpvYiIfCg1HZXRKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSI1Cg5HZXRKb2JSZXNwb25zZRIjCgNqb2IYASABKAsyFi5zdXRyYS5lbWJlZGRlci52MS5Kb2IiXgoPTGlzdEpvYnNSZXF1ZXN0EiwKBnN0YXR1cxgBIAEoDjIcLnN1dHJhLmVtYmVkZGVyLnYxLkpvYlN0YXR1cxINCgVsaW1pdBgCIAEoDRIOCgZvZmZzZXQYAyABKA0iTAoKUGFnaW5hdGlvbhINCgV0b3RhbBgBIAEoDRINCgVsaW1pdBgCIAEoDRIOCgZvZmZzZXQYAyABKA0SEAoIaGFzX21vcmUYBCABKAgiawoQTGlzdEpvYnNSZXNwb25zZRIkCgRqb2JzGAEgAygLMhYuc3V0cmEuZW1iZWRkZXIudjEuSm9iEjEKCnBhZ2luYXRpb24YAiABKAsyHS5zdXRyYS5lbWJlZGRlci52MS5QYWdpbmF0aW9uIiIKEENhbmNlbEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIjgKEUNhbmNlbEpvYlJlc3BvbnNlEiMKA2pvYhgBIAEoCzIWLnN1dHJhLmVtYmVkZGVyLnYxLkpvYiI2ChRHZXRKb2JSZXN1bHRzUmVxdWVzdBIOCgZqb2JfaWQYASABKAkSDgoGb2Zmc2V0GAIgASgEIvkBChVHZXRKb2JSZXN1bHRzUmVzcG9uc2USEwoLZG9jdW1lbnRfaWQYASABKAkSFgoOZG9jdW1lbnRfaW5kZXgYAiABKA0SEwoLY2h1bmtfaW5kZXgYAyABKA0SEgoKc3RhcnRfY2hhchgEIAEoDRIQCghlbmRfY2hhchgFIAEoDRIMCgR0ZXh0GAYgASgJEg4KBnRva2VucxgHIAEoDRIvCgllbWJlZGRpbmcYCCABKAsyHC5zdXRyYS5lbWJlZGRlci52MS5FbWJlZGRpbmcSKQoIbWV0YWRhdGEYCSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0KooBCgxRdWFudGl6YXRpb24SHAoYUVVBTlRJWkFUSU9OX1VOU1BFQ0lGSUVEEAASFQoRUVVBTlRJWkFUSU9OX05PTkUQARIVChFRVUFOVElaQVRJT05fSU5UOBACEhUKEVFVQU5USVpBVElPTl9JTlQ0EAMSFwoTUVVBTlRJWkFUSU9OX0JJTkFSWRAEKrICCg9IYXJkd2FyZVByb2ZpbGUSIAocSEFSRFdBUkVfUFJPRklMRV9VTlNQRUNJRklFRBAAEhkKFUhBUkRXQVJFX1BST0ZJTEVfQVVUTxABEhwKGEhBUkRXQVJFX1BST0ZJTEVfTUlOSU1BTBACEhgKFEhBUkRXQVJFX1BST0ZJTEVfTE9XEAMSGwoXSEFSRFdBUkVfUFJPRklMRV9NRURJVU0QBBIZChVIQVJEV0FSRV9QUk9GSUxFX0hJR0gQBRIcChhIQVJEV0FSRV9QUk9GSUxFX0VYVFJFTUUQBhIcChhIQVJEV0FSRV9QUk9GSUxFX0RFU0tUT1AQBxIbChdIQVJEV0FSRV9QUk9GSUxFX1NFUlZFUhAIEhkKFUhBUkRXQVJFX1BST0ZJTEVfSDEwMBAJKl0KCFRydW5jYXRlEhgKFFRSVU5DQVRFX1VOU1BFQ0lGSUVEEAASEAoMVFJVTkNBVEVfRU5EEAESEgoOVFJVTkNBVEVfU1RBUlQQAhIRCg1UUlVOQ0FURV9OT05FEAMqswEKDUVtYmVkZGluZ1R5cGUSHgoaRU1CRURESU5HX1RZUEVfVU5TUEVDSUZJRUQQABIYChRFTUJFRERJTkdfVFlQRV9GTE9BVBABEhcKE0VNQkVERElOR19UWVBFX0lOVDgQAhIYChRFTUJFRERJTkdfVFlQRV9VSU5UOBADEhkKFUVNQkVERElOR19UWVBFX0JJTkFSWRAEEhoKFkVNQkVERElOR19UWVBFX1VCSU5BUlkQBSqvAQoLTW9kZWxTdGF0dXMSHAoYTU9ERUxfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGgoWTU9ERUxfU1RBVFVTX0FWQUlMQUJMRRABEhwKGE1PREVMX1NUQVRVU19ET1dOTE9BRElORxACEhYKEk1PREVMX1NUQVRVU19SRUFEWRADEhcKE01PREVMX1NUQVRVU19MT0FERUQQBBIXChNNT0RFTF9TVEFUVVNfRkFJTEVEEAUqgQEKDEhlYWx0aFN0YXR1cxIdChlIRUFMVEhfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVSEVBTFRIX1NUQVRVU19IRUFMVEhZEAESGgoWSEVBTFRIX1NUQVRVU19ERUdSQURFRBACEhsKF0hFQUxUSF9TVEFUVVNfVU5IRUFMVEhZEAMqoQEKCUpvYlN0YXR1cxIaChZKT0JfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFQoRSk9CX1NUQVRVU19RVUVVRUQQARIWChJKT0JfU1RBVFVTX1JVTk5JTkcQAhIYChRKT0JfU1RBVFVTX0NPTVBMRVRFRBADEhUKEUpPQl9TVEFUVVNfRkFJTEVEEAQSGAoUSk9CX1NUQVRVU19DQU5DRUxMRUQQBTLCDQoPRW1iZWRkZXJTZXJ2aWNlEowBChJHZW5lcmF0ZUVtYmVkZGluZ3MSLC5zdXRyYS5lbWJlZGRlci52MS5HZW5lcmF0ZUVtYmVkZGluZ3NSZXF1ZXN0Gi0uc3V0cmEuZW1iZWRkZXIudjEuR2VuZXJhdGVFbWJlZGRpbmdzUmVzcG9uc2UiGYLT5JMCEzoBKiIOL3YxL2VtYmVkZGluZ3MSpwEKGEdlbmVyYXRlRW1iZWRkaW5nc1N0cmVhbRIyLnN1dHJhLmVtYmVkZGVyLnYxLkdlbmVyYXRlRW1iZWRkaW5nc1N0cmVhbVJlcXVlc3QaMy5zdXRyYS5lbWJlZGRlci52MS5HZW5lcmF0ZUVtYmVkZGluZ3NTdHJlYW1SZXNwb25zZSIggtPkkwIaOgEqIhUvdjEvZW1iZWRkaW5ncy9zdHJlYW0wARJvChBTdHJlYW1FbWJlZGRpbmdzEiouc3V0cmEuZW1iZWRkZXIudjEuU3RyZWFtRW1iZWRkaW5nc1JlcXVlc3QaKy5zdXRyYS5lbWJlZGRlci52MS5TdHJlYW1FbWJlZGRpbmdzUmVzcG9uc2UoATABEm0KCkxpc3RNb2RlbHMSJC5zdXRyYS5lbWJlZGRlci52MS5MaXN0TW9kZWxzUmVxdWVzdBolLnN1dHJhLmVtYmVkZGVyLnYxLkxpc3RNb2RlbHNSZXNwb25zZSISgtPkkwIMEgovdjEvbW9kZWxzEnIKCEdldE1vZGVsEiIuc3V0cmEuZW1iZWRkZXIudjEuR2V0TW9kZWxSZXF1ZXN0GiMuc3V0cmEuZW1iZWRkZXIudjEuR2V0TW9kZWxSZXNwb25zZSIdgtPkkwIXEhUvdjEvbW9kZWxzL3ttb2RlbF9pZH0SjQEKDURvd25sb2FkTW9kZWwSJy5zdXRyYS5lbWJlZGRlci52MS5Eb3dubG9hZE1vZGVsUmVxdWVzdBooLnN1dHJhLmVtYmVkZGVyLnYxLkRvd25sb2FkTW9kZWxSZXNwb25zZSIpgtPkkwIjOgEqIh4vdjEvbW9kZWxzL3ttb2RlbF9pZH0vZG93bmxvYWQSagoJR2V0SGVhbHRoEiMuc3V0cmEuZW1iZWRkZXIudjEuR2V0SGVhbHRoUmVxdWVzdBokLnN1dHJhLmVtYmVkZGVyLnYxLkdldEhlYWx0aFJlc3BvbnNlIhKC0+STAgwSCi92MS9oZWFsdGgSlQEKCUNyZWF0ZUpvYhIjLnN1dHJhLmVtYmVkZGVyLnYxLkNyZWF0ZUpvYlJlcXVlc3QaJC5zdXRyYS5lbWJlZGRlci52MS5DcmVhdGVKb2JSZXNwb25zZSI9gtPkkwI3OgEqWiM6ASpiA2pvYiIZL3YxL21lZGlhL2VtYmVkZGluZ3Mvam9ic2IDam9iIggvdjEvam9icxKYAQoGR2V0Sm9iEiAuc3V0cmEuZW1iZWRkZXIudjEuR2V0Sm9iUmVxdWVzdBohLnN1dHJhLmVtYmVkZGVyLnYxLkdldEpvYlJlc3BvbnNlIkmC0+STAkNaKWIDam9iEiIvdjEvbWVkaWEvZW1iZWRkaW5ncy9qb2JzL3tqb2JfaWR9YgNqb2ISES92MS9qb2JzL3tqb2JfaWR9EoIBCghMaXN0Sm9icxIiLnN1dHJhLmVtYmVkZGVyLnYxLkxpc3RKb2JzUmVxdWVzdBojLnN1dHJhLmVtYmVkZGVyLnYxLkxpc3RKb2JzUmVzcG9uc2UiLYLT5JMCJ1obEhkvdjEvbWVkaWEvZW1iZWRkaW5ncy9qb2JzEggvdjEvam9icxK1AQoJQ2FuY2VsSm9iEiMuc3V0cmEuZW1iZWRkZXIudjEuQ2FuY2VsSm9iUmVxdWVzdBokLnN1dHJhLmVtYmVkZGVyLnYxLkNhbmNlbEpvYlJlc3BvbnNlIl2C0+STAlc6ASpaMzoBKmIDam9iIikvdjEvbWVkaWEvZW1iZWRkaW5ncy9qb2JzL3tqb2JfaWR9L2NhbmNlbGIDam9iIhgvdjEvam9icy97am9iX2lkfS9jYW5jZWwStQEKDUdldEpvYlJlc3VsdHMSJy5zdXRyYS5lbWJlZGRlci52MS5HZXRKb2JSZXN1bHRzUmVxdWVzdBooLnN1dHJhLmVtYmVkZGVyLnYxLkdldEpvYlJlc3VsdHNSZXNwb25zZSJPgtPkkwJJWiwSKi92MS9tZWRpYS9lbWJlZGRpbmdzL2pvYnMve2pvYl9pZH0vcmVzdWx0cxIZL3YxL2pvYnMve2pvYl9pZH0vcmVzdWx0czABYgZwcm90bzM", [file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * EmbeddingConfig holds the seed's per-request engine options. A field the
@@ -1217,6 +1217,577 @@ export const GetHealthResponseSchema: GenMessage<GetHealthResponse> = /*@__PURE_
   messageDesc(file_sutra_embedder_v1_embedder, 29);
 
 /**
+ * ChunkingOptions cut documents into chunks, in tokens of the target model.
+ *
+ * @generated from message sutra.embedder.v1.ChunkingOptions
+ */
+export type ChunkingOptions = Message<"sutra.embedder.v1.ChunkingOptions"> & {
+  /**
+   * Most tokens the model sees for one chunk, special tokens included; at
+   * most the model's window less the instruction or prompt. 0 = that maximum.
+   *
+   * @generated from field: uint32 chunk_size = 1;
+   */
+  chunkSize: number;
+
+  /**
+   * Tokens a chunk repeats from the end of the one before it; less than
+   * chunk_size. 0 = no overlap.
+   *
+   * @generated from field: uint32 chunk_overlap = 2;
+   */
+  chunkOverlap: number;
+};
+
+/**
+ * Describes the message sutra.embedder.v1.ChunkingOptions.
+ * Use `create(ChunkingOptionsSchema)` to create a new message.
+ */
+export const ChunkingOptionsSchema: GenMessage<ChunkingOptions> = /*@__PURE__*/
+  messageDesc(file_sutra_embedder_v1_embedder, 30);
+
+/**
+ * JobDocument is one document of a job.
+ *
+ * @generated from message sutra.embedder.v1.JobDocument
+ */
+export type JobDocument = Message<"sutra.embedder.v1.JobDocument"> & {
+  /**
+   * The client's id for the document, repeated on each of its results.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string text = 2;
+   */
+  text: string;
+
+  /**
+   * Any JSON object; repeated on each of the document's results.
+   *
+   * @generated from field: google.protobuf.Struct metadata = 3;
+   */
+  metadata?: JsonObject;
+};
+
+/**
+ * Describes the message sutra.embedder.v1.JobDocument.
+ * Use `create(JobDocumentSchema)` to create a new message.
+ */
+export const JobDocumentSchema: GenMessage<JobDocument> = /*@__PURE__*/
+  messageDesc(file_sutra_embedder_v1_embedder, 31);
+
+/**
+ * CreateJobRequest holds the documents, the embedding options of a
+ * GenerateEmbeddingsRequest, and the chunking.
+ *
+ * @generated from message sutra.embedder.v1.CreateJobRequest
+ */
+export type CreateJobRequest = Message<"sutra.embedder.v1.CreateJobRequest"> & {
+  /**
+   * @generated from field: repeated sutra.embedder.v1.JobDocument documents = 1;
+   */
+  documents: JobDocument[];
+
+  /**
+   * @generated from field: string model = 2;
+   */
+  model: string;
+
+  /**
+   * @generated from field: uint32 dimensions = 3;
+   */
+  dimensions: number;
+
+  /**
+   * @generated from field: sutra.embedder.v1.EmbeddingConfig config = 4;
+   */
+  config?: EmbeddingConfig;
+
+  /**
+   * @generated from field: string instruction = 5;
+   */
+  instruction: string;
+
+  /**
+   * @generated from field: string prompt_name = 6;
+   */
+  promptName: string;
+
+  /**
+   * @generated from field: optional bool normalize = 7;
+   */
+  normalize?: boolean;
+
+  /**
+   * @generated from field: repeated sutra.embedder.v1.EmbeddingType embedding_types = 8;
+   */
+  embeddingTypes: EmbeddingType[];
+
+  /**
+   * @generated from field: sutra.embedder.v1.ChunkingOptions chunking = 9;
+   */
+  chunking?: ChunkingOptions;
+
+  /**
+   * @generated from field: string user = 10;
+   */
+  user: string;
+};
+
+/**
+ * Describes the message sutra.embedder.v1.CreateJobRequest.
+ * Use `create(CreateJobRequestSchema)` to create a new message.
+ */
+export const CreateJobRequestSchema: GenMessage<CreateJobRequest> = /*@__PURE__*/
+  messageDesc(file_sutra_embedder_v1_embedder, 32);
+
+/**
+ * JobError says why a job failed.
+ *
+ * @generated from message sutra.embedder.v1.JobError
+ */
+export type JobError = Message<"sutra.embedder.v1.JobError"> & {
+  /**
+   * @generated from field: string code = 1;
+   */
+  code: string;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message sutra.embedder.v1.JobError.
+ * Use `create(JobErrorSchema)` to create a new message.
+ */
+export const JobErrorSchema: GenMessage<JobError> = /*@__PURE__*/
+  messageDesc(file_sutra_embedder_v1_embedder, 33);
+
+/**
+ * Job is a document job's state.
+ *
+ * @generated from message sutra.embedder.v1.Job
+ */
+export type Job = Message<"sutra.embedder.v1.Job"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: sutra.embedder.v1.JobStatus status = 2;
+   */
+  status: JobStatus;
+
+  /**
+   * completed_chunks / total_chunks once every document is chunked, 0..1.
+   *
+   * @generated from field: double progress = 3;
+   */
+  progress: number;
+
+  /**
+   * @generated from field: uint32 document_count = 4;
+   */
+  documentCount: number;
+
+  /**
+   * Documents cut into chunks so far (chunking runs when the job starts).
+   *
+   * @generated from field: uint32 documents_chunked = 5;
+   */
+  documentsChunked: number;
+
+  /**
+   * Chunks of the documents chunked so far.
+   *
+   * @generated from field: uint64 total_chunks = 6;
+   */
+  totalChunks: bigint;
+
+  /**
+   * Chunks whose embeddings are committed to the store.
+   *
+   * @generated from field: uint64 completed_chunks = 7;
+   */
+  completedChunks: bigint;
+
+  /**
+   * Chunks handed to inference over all runs of the job; above
+   * completed_chunks only by work a restart or a cancel threw away.
+   *
+   * @generated from field: uint64 dispatched_chunks = 8;
+   */
+  dispatchedChunks: bigint;
+
+  /**
+   * @generated from field: uint64 total_bytes = 9;
+   */
+  totalBytes: bigint;
+
+  /**
+   * Tokens the model saw, special tokens and prompts included.
+   *
+   * @generated from field: uint64 prompt_tokens = 10;
+   */
+  promptTokens: bigint;
+
+  /**
+   * The model as requested, and the model id it resolved to.
+   *
+   * @generated from field: string model = 11;
+   */
+  model: string;
+
+  /**
+   * @generated from field: string model_id = 12;
+   */
+  modelId: string;
+
+  /**
+   * @generated from field: uint32 dimensions = 13;
+   */
+  dimensions: number;
+
+  /**
+   * The chunking in force (defaults filled in).
+   *
+   * @generated from field: sutra.embedder.v1.ChunkingOptions chunking = 14;
+   */
+  chunking?: ChunkingOptions;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 15;
+   */
+  createdAt?: Timestamp;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp started_at = 16;
+   */
+  startedAt?: Timestamp;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp updated_at = 17;
+   */
+  updatedAt?: Timestamp;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp finished_at = 18;
+   */
+  finishedAt?: Timestamp;
+
+  /**
+   * When a finished job and its results are deleted (SUTRA_JOB_RETENTION_H).
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 19;
+   */
+  expiresAt?: Timestamp;
+
+  /**
+   * @generated from field: sutra.embedder.v1.JobError error = 20;
+   */
+  error?: JobError;
+
+  /**
+   * Times the job was picked up again after a restart.
+   *
+   * @generated from field: uint32 resumes = 21;
+   */
+  resumes: number;
+};
+
+/**
+ * Describes the message sutra.embedder.v1.Job.
+ * Use `create(JobSchema)` to create a new message.
+ */
+export const JobSchema: GenMessage<Job> = /*@__PURE__*/
+  messageDesc(file_sutra_embedder_v1_embedder, 34);
+
+/**
+ * CreateJobResponse is the queued job.
+ *
+ * @generated from message sutra.embedder.v1.CreateJobResponse
+ */
+export type CreateJobResponse = Message<"sutra.embedder.v1.CreateJobResponse"> & {
+  /**
+   * @generated from field: sutra.embedder.v1.Job job = 1;
+   */
+  job?: Job;
+};
+
+/**
+ * Describes the message sutra.embedder.v1.CreateJobResponse.
+ * Use `create(CreateJobResponseSchema)` to create a new message.
+ */
+export const CreateJobResponseSchema: GenMessage<CreateJobResponse> = /*@__PURE__*/
+  messageDesc(file_sutra_embedder_v1_embedder, 35);
+
+/**
+ * GetJobRequest names a job.
+ *
+ * @generated from message sutra.embedder.v1.GetJobRequest
+ */
+export type GetJobRequest = Message<"sutra.embedder.v1.GetJobRequest"> & {
+  /**
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+};
+
+/**
+ * Describes the message sutra.embedder.v1.GetJobRequest.
+ * Use `create(GetJobRequestSchema)` to create a new message.
+ */
+export const GetJobRequestSchema: GenMessage<GetJobRequest> = /*@__PURE__*/
+  messageDesc(file_sutra_embedder_v1_embedder, 36);
+
+/**
+ * GetJobResponse is the job's state.
+ *
+ * @generated from message sutra.embedder.v1.GetJobResponse
+ */
+export type GetJobResponse = Message<"sutra.embedder.v1.GetJobResponse"> & {
+  /**
+   * @generated from field: sutra.embedder.v1.Job job = 1;
+   */
+  job?: Job;
+};
+
+/**
+ * Describes the message sutra.embedder.v1.GetJobResponse.
+ * Use `create(GetJobResponseSchema)` to create a new message.
+ */
+export const GetJobResponseSchema: GenMessage<GetJobResponse> = /*@__PURE__*/
+  messageDesc(file_sutra_embedder_v1_embedder, 37);
+
+/**
+ * ListJobsRequest filters and pages the job list.
+ *
+ * @generated from message sutra.embedder.v1.ListJobsRequest
+ */
+export type ListJobsRequest = Message<"sutra.embedder.v1.ListJobsRequest"> & {
+  /**
+   * Unspecified lists every status.
+   *
+   * @generated from field: sutra.embedder.v1.JobStatus status = 1;
+   */
+  status: JobStatus;
+
+  /**
+   * Most jobs in the answer: 0 = 50, at most 1000.
+   *
+   * @generated from field: uint32 limit = 2;
+   */
+  limit: number;
+
+  /**
+   * @generated from field: uint32 offset = 3;
+   */
+  offset: number;
+};
+
+/**
+ * Describes the message sutra.embedder.v1.ListJobsRequest.
+ * Use `create(ListJobsRequestSchema)` to create a new message.
+ */
+export const ListJobsRequestSchema: GenMessage<ListJobsRequest> = /*@__PURE__*/
+  messageDesc(file_sutra_embedder_v1_embedder, 38);
+
+/**
+ * Pagination places a page in the whole list.
+ *
+ * @generated from message sutra.embedder.v1.Pagination
+ */
+export type Pagination = Message<"sutra.embedder.v1.Pagination"> & {
+  /**
+   * Jobs matching the filter.
+   *
+   * @generated from field: uint32 total = 1;
+   */
+  total: number;
+
+  /**
+   * @generated from field: uint32 limit = 2;
+   */
+  limit: number;
+
+  /**
+   * @generated from field: uint32 offset = 3;
+   */
+  offset: number;
+
+  /**
+   * @generated from field: bool has_more = 4;
+   */
+  hasMore: boolean;
+};
+
+/**
+ * Describes the message sutra.embedder.v1.Pagination.
+ * Use `create(PaginationSchema)` to create a new message.
+ */
+export const PaginationSchema: GenMessage<Pagination> = /*@__PURE__*/
+  messageDesc(file_sutra_embedder_v1_embedder, 39);
+
+/**
+ * ListJobsResponse is one page of jobs, newest first.
+ *
+ * @generated from message sutra.embedder.v1.ListJobsResponse
+ */
+export type ListJobsResponse = Message<"sutra.embedder.v1.ListJobsResponse"> & {
+  /**
+   * @generated from field: repeated sutra.embedder.v1.Job jobs = 1;
+   */
+  jobs: Job[];
+
+  /**
+   * @generated from field: sutra.embedder.v1.Pagination pagination = 2;
+   */
+  pagination?: Pagination;
+};
+
+/**
+ * Describes the message sutra.embedder.v1.ListJobsResponse.
+ * Use `create(ListJobsResponseSchema)` to create a new message.
+ */
+export const ListJobsResponseSchema: GenMessage<ListJobsResponse> = /*@__PURE__*/
+  messageDesc(file_sutra_embedder_v1_embedder, 40);
+
+/**
+ * CancelJobRequest names a job.
+ *
+ * @generated from message sutra.embedder.v1.CancelJobRequest
+ */
+export type CancelJobRequest = Message<"sutra.embedder.v1.CancelJobRequest"> & {
+  /**
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+};
+
+/**
+ * Describes the message sutra.embedder.v1.CancelJobRequest.
+ * Use `create(CancelJobRequestSchema)` to create a new message.
+ */
+export const CancelJobRequestSchema: GenMessage<CancelJobRequest> = /*@__PURE__*/
+  messageDesc(file_sutra_embedder_v1_embedder, 41);
+
+/**
+ * CancelJobResponse is the job's state after the cancel.
+ *
+ * @generated from message sutra.embedder.v1.CancelJobResponse
+ */
+export type CancelJobResponse = Message<"sutra.embedder.v1.CancelJobResponse"> & {
+  /**
+   * @generated from field: sutra.embedder.v1.Job job = 1;
+   */
+  job?: Job;
+};
+
+/**
+ * Describes the message sutra.embedder.v1.CancelJobResponse.
+ * Use `create(CancelJobResponseSchema)` to create a new message.
+ */
+export const CancelJobResponseSchema: GenMessage<CancelJobResponse> = /*@__PURE__*/
+  messageDesc(file_sutra_embedder_v1_embedder, 42);
+
+/**
+ * GetJobResultsRequest names a job; `offset` skips that many results (to
+ * resume a download).
+ *
+ * @generated from message sutra.embedder.v1.GetJobResultsRequest
+ */
+export type GetJobResultsRequest = Message<"sutra.embedder.v1.GetJobResultsRequest"> & {
+  /**
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+
+  /**
+   * @generated from field: uint64 offset = 2;
+   */
+  offset: bigint;
+};
+
+/**
+ * Describes the message sutra.embedder.v1.GetJobResultsRequest.
+ * Use `create(GetJobResultsRequestSchema)` to create a new message.
+ */
+export const GetJobResultsRequestSchema: GenMessage<GetJobResultsRequest> = /*@__PURE__*/
+  messageDesc(file_sutra_embedder_v1_embedder, 43);
+
+/**
+ * GetJobResultsResponse is one chunk's embedding.
+ *
+ * @generated from message sutra.embedder.v1.GetJobResultsResponse
+ */
+export type GetJobResultsResponse = Message<"sutra.embedder.v1.GetJobResultsResponse"> & {
+  /**
+   * @generated from field: string document_id = 1;
+   */
+  documentId: string;
+
+  /**
+   * @generated from field: uint32 document_index = 2;
+   */
+  documentIndex: number;
+
+  /**
+   * @generated from field: uint32 chunk_index = 3;
+   */
+  chunkIndex: number;
+
+  /**
+   * Offsets of the chunk in the document's text, in Unicode code points
+   * (characters, as Python counts them), end exclusive.
+   *
+   * @generated from field: uint32 start_char = 4;
+   */
+  startChar: number;
+
+  /**
+   * @generated from field: uint32 end_char = 5;
+   */
+  endChar: number;
+
+  /**
+   * The chunk's text: the document's text from start_char to end_char.
+   *
+   * @generated from field: string text = 6;
+   */
+  text: string;
+
+  /**
+   * Tokens the model saw for this chunk.
+   *
+   * @generated from field: uint32 tokens = 7;
+   */
+  tokens: number;
+
+  /**
+   * @generated from field: sutra.embedder.v1.Embedding embedding = 8;
+   */
+  embedding?: Embedding;
+
+  /**
+   * @generated from field: google.protobuf.Struct metadata = 9;
+   */
+  metadata?: JsonObject;
+};
+
+/**
+ * Describes the message sutra.embedder.v1.GetJobResultsResponse.
+ * Use `create(GetJobResultsResponseSchema)` to create a new message.
+ */
+export const GetJobResultsResponseSchema: GenMessage<GetJobResultsResponse> = /*@__PURE__*/
+  messageDesc(file_sutra_embedder_v1_embedder, 44);
+
+/**
  * Quantization names the weight precision to run. BINARY means the fastest
  * variant that passed its quality gate, with packed binary output.
  *
@@ -1472,6 +2043,49 @@ export const HealthStatusSchema: GenEnum<HealthStatus> = /*@__PURE__*/
   enumDesc(file_sutra_embedder_v1_embedder, 5);
 
 /**
+ * JobStatus is where a document job stands.
+ *
+ * @generated from enum sutra.embedder.v1.JobStatus
+ */
+export enum JobStatus {
+  /**
+   * @generated from enum value: JOB_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: JOB_STATUS_QUEUED = 1;
+   */
+  QUEUED = 1,
+
+  /**
+   * @generated from enum value: JOB_STATUS_RUNNING = 2;
+   */
+  RUNNING = 2,
+
+  /**
+   * @generated from enum value: JOB_STATUS_COMPLETED = 3;
+   */
+  COMPLETED = 3,
+
+  /**
+   * @generated from enum value: JOB_STATUS_FAILED = 4;
+   */
+  FAILED = 4,
+
+  /**
+   * @generated from enum value: JOB_STATUS_CANCELLED = 5;
+   */
+  CANCELLED = 5,
+}
+
+/**
+ * Describes the enum sutra.embedder.v1.JobStatus.
+ */
+export const JobStatusSchema: GenEnum<JobStatus> = /*@__PURE__*/
+  enumDesc(file_sutra_embedder_v1_embedder, 6);
+
+/**
  * EmbedderService turns texts into embedding vectors with local ONNX models
  * (and, in gateway mode, upstream providers). Every rpc with a REST route
  * carries its google.api.http annotation; the server transcodes REST from
@@ -1554,6 +2168,62 @@ export const EmbedderService: GenService<{
     methodKind: "unary";
     input: typeof GetHealthRequestSchema;
     output: typeof GetHealthResponseSchema;
+  },
+  /**
+   * CreateJob queues an embedding job over long documents: each document is
+   * cut into overlapping chunks by tokens of the target model, and every
+   * chunk is embedded in the background, below online traffic in priority.
+   * The job survives restarts. REST answers with the job itself.
+   *
+   * @generated from rpc sutra.embedder.v1.EmbedderService.CreateJob
+   */
+  createJob: {
+    methodKind: "unary";
+    input: typeof CreateJobRequestSchema;
+    output: typeof CreateJobResponseSchema;
+  },
+  /**
+   * GetJob reports a job's status, progress, counts, timestamps and error.
+   *
+   * @generated from rpc sutra.embedder.v1.EmbedderService.GetJob
+   */
+  getJob: {
+    methodKind: "unary";
+    input: typeof GetJobRequestSchema;
+    output: typeof GetJobResponseSchema;
+  },
+  /**
+   * ListJobs lists the caller's jobs, newest first, filtered by status and
+   * paginated by limit and offset.
+   *
+   * @generated from rpc sutra.embedder.v1.EmbedderService.ListJobs
+   */
+  listJobs: {
+    methodKind: "unary";
+    input: typeof ListJobsRequestSchema;
+    output: typeof ListJobsResponseSchema;
+  },
+  /**
+   * CancelJob stops a queued or running job; work stops within one batch.
+   * Cancelling a finished job changes nothing and answers its state.
+   *
+   * @generated from rpc sutra.embedder.v1.EmbedderService.CancelJob
+   */
+  cancelJob: {
+    methodKind: "unary";
+    input: typeof CancelJobRequestSchema;
+    output: typeof CancelJobResponseSchema;
+  },
+  /**
+   * GetJobResults streams a job's committed chunk embeddings in document and
+   * chunk order (REST: NDJSON), each chunk exactly once.
+   *
+   * @generated from rpc sutra.embedder.v1.EmbedderService.GetJobResults
+   */
+  getJobResults: {
+    methodKind: "server_streaming";
+    input: typeof GetJobResultsRequestSchema;
+    output: typeof GetJobResultsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sutra_embedder_v1_embedder, 0);
