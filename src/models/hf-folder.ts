@@ -32,14 +32,18 @@ const DECODER_MODEL_TYPES = new Set(["qwen2", "qwen3", "llama", "mistral", "gemm
 
 type Json = Record<string, unknown>;
 
-async function readJson(dir: string, file: string): Promise<Json | undefined> {
+async function readJsonValue(dir: string, file: string): Promise<unknown> {
   try {
-    const parsed: unknown = JSON.parse(await readFile(join(dir, file), "utf8"));
-    return typeof parsed === "object" && parsed !== null && !Array.isArray(parsed) ? (parsed as Json) : undefined;
+    return JSON.parse(await readFile(join(dir, file), "utf8")) as unknown;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw new Error(`${file} is not valid JSON`, { cause: error });
   }
+}
+
+async function readJson(dir: string, file: string): Promise<Json | undefined> {
+  const parsed = await readJsonValue(dir, file);
+  return typeof parsed === "object" && parsed !== null && !Array.isArray(parsed) ? (parsed as Json) : undefined;
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -104,7 +108,7 @@ export async function describeSentenceTransformersFolder(dir: string, options: D
   if (onnxFile === undefined) throw new Error("no onnx/model.onnx or model.onnx in the folder");
   if (!(await exists(join(dir, "tokenizer.json")))) throw new Error("no tokenizer.json in the folder");
   const config = (await readJson(dir, "config.json")) ?? {};
-  const modules = (await readJson(dir, "modules.json").catch(() => undefined)) as unknown;
+  const modules = await readJsonValue(dir, "modules.json");
   const moduleList = Array.isArray(modules) ? (modules as Array<{ path?: string; type?: string }>) : [];
   const dense = moduleList.find((module) => module.type?.endsWith(".Dense"));
   if (dense) throw new Error(`module ${dense.path ?? "Dense"} (a Dense projection after pooling) is not supported`);

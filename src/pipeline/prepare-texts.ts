@@ -17,7 +17,7 @@ export function prepareTexts(texts: string[], manifest: ModelManifest, promptNam
     });
   }
   if (promptName) {
-    const prompt = manifest.prompts[promptName];
+    const prompt = Object.hasOwn(manifest.prompts, promptName) ? manifest.prompts[promptName] : undefined;
     if (prompt !== undefined) return texts.map((text) => prompt + text);
     const presets = manifest.taskPresets ?? DEFAULT_TASK_PRESETS;
     const preset = Object.hasOwn(presets, promptName) ? presets[promptName] : undefined;
