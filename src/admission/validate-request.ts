@@ -14,8 +14,8 @@ export const DIMENSIONS_RANGE = { min: 64, max: 4096 } as const;
 export const BATCH_SIZE_RANGE = { min: 1, max: 256 } as const;
 
 /**
- * Checks the parts of a request that need no model: the number of texts
- * (1..maxInputs), that no text is empty, `dimensions` (0 or 64..4096) and
+ * Checks the parts of a request that need no model: the number of inputs
+ * (texts, or the OpenAI dialect's token arrays; 1..maxInputs), that none is empty, `dimensions` (0 or 64..4096) and
  * `config.batch_size` (1..256). It is pure and throws the first violation as an
  * EmbedderError (EMPTY_INPUT, TOO_MANY_INPUTS, INVALID_DIMENSIONS,
  * INVALID_ARGUMENT) whose details name the offending value, so every transport
