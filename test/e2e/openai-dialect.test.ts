@@ -140,3 +140,23 @@ describe("OpenAI dialect with the official openai SDK (real server, real model)"
     expect(maxAbsDiff(body.embeddings, grpcVectors)).toBeLessThanOrEqual(1e-6);
   });
 });
+
+describe("the openai SDK against a server with API keys and rate limits", () => {
+  it("authenticates with its apiKey (sent as Bearer) and maps 401 and 429 to its error classes", async () => {
+    const running = await startRealService({ authMode: "api-key", apiKeys: "sk-good-0123456789", rateLimitRpm: 6, rateLimitBurst: 1 });
+    try {
+      const good = new OpenAI({ apiKey: "sk-good-0123456789", baseURL: `${running.baseUrl}/v1`, maxRetries: 0 });
+      const response = await good.embeddings.create({ model: "text-embedding-3-small", input: "hello" });
+      expect(response.data[0].embedding).toHaveLength(512);
+      const limited = await good.embeddings.create({ model: "text-embedding-3-small", input: "hello" }).then(() => undefined, (reason: unknown) => reason);
+      expect(limited).toBeInstanceOf(OpenAI.RateLimitError);
+      expect((limited as InstanceType<typeof OpenAI.RateLimitError>).headers?.get("retry-after")).toMatch(/^\d+$/);
+      const bad = new OpenAI({ apiKey: "sk-bad", baseURL: `${running.baseUrl}/v1`, maxRetries: 0 });
+      const refused = await bad.embeddings.create({ model: "text-embedding-3-small", input: "hello" }).then(() => undefined, (reason: unknown) => reason);
+      expect(refused).toBeInstanceOf(OpenAI.AuthenticationError);
+      expect((refused as InstanceType<typeof OpenAI.AuthenticationError>).type).toBe("authentication_error");
+    } finally {
+      await running.stop();
+    }
+  });
+});
