@@ -9,7 +9,7 @@ import { pipeChunks } from "../streaming/pipe-chunks.js";
 import type { EmbedderService, StreamEmbeddingsRequest } from "../../gen/sutra/embedder/v1/embedder_pb.js";
 import { principalKey } from "./access-policy.js";
 import { toEmbedRequest } from "./proto-conversion.js";
-import { requestIdOf } from "./request-context.js";
+import { PROVIDER_HEADER, requestIdOf } from "./request-context.js";
 import { toGenerateEmbeddingsStreamResponse, toStreamEmbeddingsResponse, toStreamSettings, toTextChunk } from "./stream-conversion.js";
 import { embedderErrorFor } from "./to-connect-error.js";
 
@@ -41,7 +41,12 @@ export function createStreamingRpcs(
   return {
     async *generateEmbeddingsStream(request, context) {
       try {
-        const embedRequest = { ...toEmbedRequest(request, requestIdOf(context)), principal: context.values.get(principalKey) };
+        const provider = context.requestHeader.get(PROVIDER_HEADER);
+        const embedRequest = {
+          ...toEmbedRequest(request, requestIdOf(context)),
+          principal: context.values.get(principalKey),
+          ...(provider === null ? {} : { provider }),
+        };
         validateEmbedRequest(embedRequest, deps.limits);
         for await (const item of embedEach(deps.embedder, embedRequest, context.signal)) {
           yield toGenerateEmbeddingsStreamResponse(item);

@@ -1,7 +1,22 @@
 import { randomUUID } from "node:crypto";
 import { createContextKey } from "@connectrpc/connect";
 import type { HandlerContext } from "@connectrpc/connect";
-import type { StageTimings } from "../domain/types.js";
+import type { RunInfo, StageTimings } from "../domain/types.js";
+
+/** Request header that routes a request to an upstream provider (DESIGN section 9), as a `provider:` model prefix does. */
+export const PROVIDER_HEADER = "x-provider";
+
+/**
+ * Who produced the vectors (DESIGN section 9): `x-embeddings-provider` (`local`
+ * or the upstream provider's name) and, when a fallback produced them,
+ * `x-embeddings-fallback-from` naming the provider first asked.
+ */
+export function providerHeaders(run: Pick<RunInfo, "provider" | "fallbackFrom">): Record<string, string> {
+  return {
+    "x-embeddings-provider": run.provider,
+    ...(run.fallbackFrom === undefined ? {} : { "x-embeddings-fallback-from": run.fallbackFrom }),
+  };
+}
 
 /** Header that carries the request id in both directions. */
 export const REQUEST_ID_HEADER = "x-request-id";

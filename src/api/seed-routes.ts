@@ -9,7 +9,7 @@ import type { HttpRoute } from "./create-http-handler.js";
 import { sendJson } from "./node-types.js";
 import type { NodeResponse } from "./node-types.js";
 import { toGetHealthResponse, toListModelsResponse } from "./proto-conversion.js";
-import { timingHeaders } from "./request-context.js";
+import { PROVIDER_HEADER, providerHeaders, timingHeaders } from "./request-context.js";
 import { messageToRestJson } from "./rest/rest-json.js";
 
 /** What the seed API's routes need. */
@@ -66,19 +66,21 @@ export function createSeedRoutes(deps: SeedRouteDeps): HttpRoute[] {
       method: "POST",
       path: "/v1/embeddings/batch",
       access: "user",
-      async handle({ response, requestId, principal, readJson }) {
+      async handle({ request: httpRequest, response, requestId, principal, readJson }) {
         const body = objectBody(await readJson());
         const model = optionalString(body, "model") ?? "";
+        const providerHeader = httpRequest.headers[PROVIDER_HEADER];
         const provider = optionalString(body, "provider");
         const request: EmbedRequest = {
           ...baseRequest(requestId, principal),
           texts: stringList(body, "texts"),
           dimensions: optionalInteger(body, "dimensions") ?? 0,
           model: provider !== undefined && provider !== "" && provider !== "local" ? `${provider}:${model}` : model,
+          ...(typeof providerHeader === "string" ? { provider: providerHeader } : {}),
         };
         validateEmbedRequest(request, limits);
         const result = await embedder.embed(request, clientGoneSignal(response));
-        sendJson(response, 200, timingHeaders(result.timings), {
+        sendJson(response, 200, { ...timingHeaders(result.timings), ...providerHeaders(result.run) }, {
           embeddings: result.embeddings.map((embedding) => Array.from(embedding.float ?? [])),
           model: result.run.modelId,
           provider: result.run.provider,

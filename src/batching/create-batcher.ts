@@ -30,6 +30,12 @@ export interface SubmitResult {
   executionProvider: string;
 }
 
+/**
+ * Who waits for a submission: `online` (a client request) or `background` (a
+ * document job), whose items run only on capacity online items leave idle.
+ */
+export type BatchPriority = "online" | "background";
+
 /** Runs one batch. */
 export type BatchRunner<Item extends BatchItem, Context> = (batch: Batch<Item, Context>) => Promise<BatchOutput>;
 
@@ -42,8 +48,14 @@ export interface BatcherOptions<Item extends BatchItem, Context> {
   maxBatchSize: number;
   /** Most padded tokens per batch (items x longest item). */
   tokenBudget: number;
-  /** Most items waiting; a request that would exceed it is refused at once with OVERLOADED. */
+  /** Most items waiting, counted per priority; a request that would exceed it is refused at once with OVERLOADED. */
   maxQueue: number;
+  /**
+   * Most background batches running at once (default `maxInFlight - 1`, at
+   * least 1), so that with more than one runner slot an online request never
+   * waits for background work to finish.
+   */
+  maxBackgroundInFlight?: number;
   /** Told how many waiting items a cancelled request dropped unrun (for metrics). */
   onCancelled?: (items: number) => void;
 }
@@ -52,6 +64,8 @@ export interface BatcherOptions<Item extends BatchItem, Context> {
 export interface SubmitOptions<Context> {
   /** Most of this request's items in one batch (the seed's `config.batch_size`). */
   batchSizeCap?: number;
+  /** Default `online`; `background` items wait while any online item waits and never share its batches. */
+  priority?: BatchPriority;
   signal?: AbortSignal;
   /** Passed to the runner with any batch holding this request's items (first item's wins). */
   context: Context;
@@ -73,7 +87,7 @@ export interface Batcher<Item extends BatchItem, Context> {
    * unrun), and with the runner's error for a failed batch.
    */
   submit(items: Item[], options: SubmitOptions<Context>): Promise<SubmitResult>;
-  /** Items waiting now. */
+  /** Items waiting now (both priorities). */
   queueDepth(): number;
   /** Resolves once nothing waits or runs (for draining). */
   idle(): Promise<void>;
@@ -88,6 +102,7 @@ interface Pending<Item, Context> {
 }
 
 interface RequestState<Context> {
+  background: boolean;
   results: Float32Array[];
   inferenceMs: number;
   executionProvider: string;
@@ -106,11 +121,17 @@ interface RequestState<Context> {
  * oldest waiting item and packs around it the items of the same key with the
  * closest token lengths, up to `maxBatchSize` items and `tokenBudget` padded
  * tokens; so batches mix requests, padding stays small, and no item starves.
+ * Online items always go first: a free slot takes background items (packed
+ * the same way, among themselves) only while no online item waits, and at
+ * most `maxBackgroundInFlight` background batches run at once.
  */
 export function createBatcher<Item extends BatchItem, Context>(options: BatcherOptions<Item, Context>): Batcher<Item, Context> {
   let queue: Pending<Item, Context>[] = [];
   let inFlight = 0;
+  let backgroundInFlight = 0;
+  let backgroundQueued = 0;
   let sequence = 0;
+  const maxBackgroundInFlight = options.maxBackgroundInFlight ?? Math.max(1, options.maxInFlight - 1);
   let batchCount = 0;
   let idleWaiters: Array<() => void> = [];
 
@@ -121,9 +142,22 @@ export function createBatcher<Item extends BatchItem, Context>(options: BatcherO
     }
   };
 
-  const takeBatch = (): Pending<Item, Context>[] => {
-    const oldest = queue.reduce((best, entry) => (entry.order < best.order ? entry : best));
-    const candidates = queue
+  /** Removes `entries` from the queue, keeping the background count. */
+  const dequeue = (keep: (entry: Pending<Item, Context>) => boolean) => {
+    queue = queue.filter((entry) => {
+      if (keep(entry)) return true;
+      if (entry.request.background) backgroundQueued--;
+      return false;
+    });
+  };
+
+  /** The batch to run next, among online items when any waits, else among background items (when a background slot is free). */
+  const takeBatch = (): Pending<Item, Context>[] | undefined => {
+    const background = backgroundQueued === queue.length;
+    if (background && backgroundInFlight >= maxBackgroundInFlight) return undefined;
+    const eligible = background ? queue : queue.filter((entry) => !entry.request.background);
+    const oldest = eligible.reduce((best, entry) => (entry.order < best.order ? entry : best));
+    const candidates = eligible
       .filter((entry) => entry.item.key === oldest.item.key)
       .sort((a, b) => a.length - b.length || a.order - b.order);
     let low = candidates.indexOf(oldest);
@@ -149,14 +183,17 @@ export function createBatcher<Item extends BatchItem, Context>(options: BatcherO
     }
     const chosen = candidates.slice(low, high + 1);
     const taken = new Set(chosen);
-    queue = queue.filter((entry) => !taken.has(entry));
+    dequeue((entry) => !taken.has(entry));
     return chosen;
   };
 
   const dispatch = () => {
     while (inFlight < options.maxInFlight && queue.length > 0) {
       const chosen = takeBatch();
+      if (chosen === undefined) return;
+      const background = chosen[0].request.background;
       inFlight++;
+      if (background) backgroundInFlight++;
       const batchNumber = batchCount++;
       const batch: Batch<Item, Context> = { key: chosen[0].item.key, items: chosen.map((entry) => entry.item), context: chosen[0].request.context };
       options.run(batch).then(
@@ -182,11 +219,12 @@ export function createBatcher<Item extends BatchItem, Context>(options: BatcherO
             if (entry.request.settled) continue;
             entry.request.settled = true;
             entry.request.reject(error);
-            queue = queue.filter((waiting) => waiting.request !== entry.request);
+            dequeue((waiting) => waiting.request !== entry.request);
           }
         },
       ).finally(() => {
         inFlight--;
+        if (background) backgroundInFlight--;
         dispatch();
         settleIdle();
       });
@@ -196,14 +234,17 @@ export function createBatcher<Item extends BatchItem, Context>(options: BatcherO
   return {
     submit(items, submitOptions) {
       if (submitOptions.signal?.aborted) return Promise.reject(new EmbedderError("CANCELLED", "the request was cancelled"));
-      if (queue.length + items.length > options.maxQueue) {
+      const background = submitOptions.priority === "background";
+      const queued = background ? backgroundQueued : queue.length - backgroundQueued;
+      if (queued + items.length > options.maxQueue) {
         return Promise.reject(new EmbedderError("OVERLOADED", "the server is at capacity; retry shortly", {
           retryAfterMs: 1000,
-          details: { queued: queue.length, limit: options.maxQueue },
+          details: { queued, limit: options.maxQueue },
         }));
       }
       return new Promise<SubmitResult>((resolve, reject) => {
         const request: RequestState<Context> = {
+          background,
           results: submitOptions.onItem === undefined ? new Array<Float32Array>(items.length) : [],
           inferenceMs: 0,
           executionProvider: "",
@@ -221,7 +262,7 @@ export function createBatcher<Item extends BatchItem, Context>(options: BatcherO
           if (request.settled) return;
           request.settled = true;
           const before = queue.length;
-          queue = queue.filter((entry) => entry.request !== request);
+          dequeue((entry) => entry.request !== request);
           options.onCancelled?.(before - queue.length);
           reject(new EmbedderError("CANCELLED", "the request was cancelled"));
           settleIdle();
@@ -231,6 +272,7 @@ export function createBatcher<Item extends BatchItem, Context>(options: BatcherO
         request.resolve = (result) => { cleanup(); resolve(result); };
         request.reject = (error) => { cleanup(); reject(error); };
         items.forEach((item, slot) => queue.push({ item, length: item.ids.length, request, slot, order: sequence++ }));
+        if (background) backgroundQueued += items.length;
         if (items.length === 0) {
           request.settled = true;
           request.resolve({ vectors: [], inferenceMs: 0, executionProvider: "" });

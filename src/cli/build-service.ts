@@ -16,6 +16,7 @@ import { createModelRegistry } from "../models/registry.js";
 import type { Logger } from "../observability/logger.js";
 import { createMetrics, registerServiceGauges, type Metrics } from "../observability/metrics.js";
 import { createEmbedder, type EmbedderService } from "../pipeline/create-embedder.js";
+import { loadProviderGateway } from "../providers/load-provider-gateway.js";
 import { createStreamSessions, type StreamSessions } from "../streaming/create-stream-sessions.js";
 import type { ServeConfig } from "./serve-options.js";
 
@@ -46,6 +47,8 @@ export async function buildService(config: ServeConfig, logger: Logger): Promise
   if (wantsCuda && !cuda.available) logger.warn({ reason: cuda.reason }, "CUDA unavailable; falling back to CPU");
   const profile = resolveHardwareProfile(config.profile, { cuda: config.cuda, cudaAvailable: cuda.available });
   const metrics = createMetrics();
+  // Loaded before the pool starts, so a bad providers file stops the server with nothing to close.
+  const providers = loadProviderGateway(config, { metrics, logger, isLocalModel: (name) => isLocalModel(name) });
   const pool = createInferencePool({
     threads: profile.workers,
     onWorkerLost: (error) => {
@@ -76,6 +79,14 @@ export async function buildService(config: ServeConfig, logger: Logger): Promise
   const cache = (config.cacheSize ?? 0) > 0
     ? createEmbeddingCache({ maxEntries: config.cacheSize ?? 0, ttlSeconds: config.cacheTtlS ?? 0 })
     : undefined;
+  const isLocalModel = (name: string): boolean => {
+    try {
+      registry.describeOne(name);
+      return true;
+    } catch {
+      return false;
+    }
+  };
   const embedder = createEmbedder({
     registry,
     pool,
@@ -86,6 +97,7 @@ export async function buildService(config: ServeConfig, logger: Logger): Promise
     logger,
     metrics,
     cache,
+    providers,
   });
   warmup = async (modelId) => {
     await embedder.embed({
@@ -121,6 +133,7 @@ export async function buildService(config: ServeConfig, logger: Logger): Promise
     tls,
     access: createAccessControl({ authenticator, rateLimiter, metrics }),
     metrics,
+    providers,
   });
   logger.info({ profile: profile.tier, workers: profile.workers, intraOpThreads: profile.intraOpThreads }, "hardware profile");
   return {

@@ -44,6 +44,12 @@ export interface ServeConfig {
   cacheSize?: number;
   /** Embedding cache entry lifetime in seconds; 0 = no expiry. */
   cacheTtlS?: number;
+  /** Upstream providers file (YAML or JSON, DESIGN section 9); absent = local models only. */
+  providersFile?: string;
+  /** Comma-separated provider names fallback walks; overrides the file's `fallback_chain`. */
+  fallbackChain?: string;
+  /** Comma-separated provider names requests may use; empty = every configured provider. */
+  providerAllowlist?: string;
 }
 
 const PROFILES = ["auto", "minimal", "low", "medium", "high", "extreme", "desktop", "server", "h100"];
@@ -96,7 +102,10 @@ export function addServeOptions(command: Command): Command {
     .addOption(new Option("--model-allowlist <ids>", "model ids DownloadModel accepts, comma-separated (`org/*` for an organisation); empty = any").env("SUTRA_MODEL_ALLOWLIST").default(""))
     .addOption(new Option("--model-memory-budget-mb <mb>", "memory for loaded models besides the default (fp32 weights x workers); over it the least recently used is unloaded (0 = unlimited)").env("SUTRA_MODEL_MEMORY_BUDGET_MB").default(0).argParser(nonNegative))
     .addOption(new Option("--cache-size <n>", "embedding cache entries (0 = cache off)").env("SUTRA_CACHE_SIZE").default(10_000).argParser(integer))
-    .addOption(new Option("--cache-ttl-s <seconds>", "embedding cache entry lifetime (0 = no expiry)").env("SUTRA_CACHE_TTL_S").default(3600).argParser(nonNegative));
+    .addOption(new Option("--cache-ttl-s <seconds>", "embedding cache entry lifetime (0 = no expiry)").env("SUTRA_CACHE_TTL_S").default(3600).argParser(nonNegative))
+    .addOption(new Option("--providers-file <file>", "upstream providers (YAML or JSON): OpenAI-compatible, TEI, HF Inference; see docs/PROVIDERS.md").env("SUTRA_PROVIDERS_FILE"))
+    .addOption(new Option("--fallback-chain <names>", "providers to fall back along, comma-separated (overrides the file's fallback_chain)").env("EMBEDDINGS_FALLBACK_CHAIN"))
+    .addOption(new Option("--provider-allowlist <names>", "providers requests may use, comma-separated (others: FORBIDDEN); empty = all configured").env("SUTRA_PROVIDER_ALLOWLIST").default(""));
 }
 
 /**
@@ -145,5 +154,8 @@ export function readServeConfig(command: Command): ServeConfig {
     modelMemoryBudgetMb: Number(options.modelMemoryBudgetMb),
     cacheSize: Number(options.cacheSize),
     cacheTtlS: Number(options.cacheTtlS),
+    providersFile: options.providersFile as string | undefined,
+    fallbackChain: options.fallbackChain as string | undefined,
+    providerAllowlist: String(options.providerAllowlist),
   };
 }

@@ -41,6 +41,8 @@ export interface EmbedRequest {
   normalize: boolean;
   embeddingTypes: EmbeddingType[];
   allowCrossModelFallback: boolean;
+  /** Provider named by the `x-provider` header (DESIGN section 9); a `provider:` prefix of `model` does the same. */
+  provider?: string;
   user?: string;
   /**
    * Pre-tokenized inputs (the OpenAI dialect's token arrays): ids of the served
@@ -85,7 +87,10 @@ export interface RunInfo {
   sizeMb: number;
   precision: string;
   executionProvider: string;
+  /** Who produced the vectors: `local` or an upstream provider's name. */
   provider: string;
+  /** The provider first asked, when a fallback produced the vectors instead. */
+  fallbackFrom?: string;
 }
 
 /** Stage timings of one request, in milliseconds. */

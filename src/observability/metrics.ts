@@ -28,6 +28,12 @@ export interface Metrics {
   requestSeconds: Histogram<"protocol" | "route">;
   promptTokensTotal: Counter<"model">;
   rateLimitedTotal: Counter<"limit">;
+  /** Failed upstream calls by provider, model and reason (rate_limited, server_error, client_error, timeout, network, bad_response, breaker_open, no_slot). */
+  providerFailuresTotal: Counter<"provider" | "model" | "reason">;
+  /** Requests moved from one provider to the next in the fallback chain. */
+  fallbacksTotal: Counter<"from_provider" | "to_provider">;
+  /** Duration of upstream calls by provider and outcome (ok, error). */
+  upstreamSeconds: Histogram<"provider" | "outcome">;
 }
 
 /** Creates the metrics of one service instance, with Node's default process metrics. */
@@ -101,6 +107,25 @@ export function createMetrics(): Metrics {
       name: "sutra_rate_limited_total",
       help: "Requests refused by a per-principal rate limit, by limit (requests, tokens)",
       labelNames: ["limit"],
+      registers,
+    }),
+    providerFailuresTotal: new Counter({
+      name: "sutra_provider_failures_total",
+      help: "Failed upstream provider calls, by provider, model and reason",
+      labelNames: ["provider", "model", "reason"],
+      registers,
+    }),
+    fallbacksTotal: new Counter({
+      name: "sutra_fallbacks_total",
+      help: "Requests that fell back from one provider to the next in the fallback chain",
+      labelNames: ["from_provider", "to_provider"],
+      registers,
+    }),
+    upstreamSeconds: new Histogram({
+      name: "sutra_upstream_request_duration_seconds",
+      help: "Duration of upstream provider calls, by provider and outcome (ok, error)",
+      labelNames: ["provider", "outcome"],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers,
     }),
   };

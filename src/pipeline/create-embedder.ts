@@ -20,6 +20,8 @@ import type { ModelChoice, ModelRegistry } from "../models/registry.js";
 import { selectVariant } from "../models/select-variant.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
+import type { ProviderGateway } from "../providers/create-provider-gateway.js";
+import { LOCAL_PROVIDER } from "../providers/provider-config.js";
 import { encodeEmbedding, normalizeInPlace } from "../postprocess/encode-embedding.js";
 import { resolveDimensions } from "../postprocess/resolve-dimensions.js";
 import type { Encoding, Tokenizer } from "../tokenize/index.js";
@@ -41,6 +43,8 @@ export interface EmbedderDeps {
   metrics: Metrics;
   /** Embedding cache (hits skip tokenization and inference); absent = off. */
   cache?: EmbeddingCache;
+  /** Upstream providers (gateway mode, DESIGN section 9); absent = local models only. */
+  providers?: ProviderGateway;
 }
 
 /** How long health stays degraded after a worker was replaced. */
@@ -165,9 +169,33 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
     }
   };
 
-  /** Runs an admitted request; with `onItem` (streaming) each input is told as its batch finishes and `embeddings` stays empty. */
+  /**
+   * Runs an admitted request; with `onItem` (streaming) each input is told as its batch finishes and `embeddings` stays empty.
+   * A request routed to an upstream provider goes to the gateway, at the same seam as a local model; its items are told
+   * once the whole answer is in (a fallback may restart it on another provider).
+   */
   const embedAccepted = async (request: EmbedRequest, signal?: AbortSignal, onItem?: (item: EmbedStreamItem) => void): Promise<EmbedResult> => {
     const started = performance.now();
+    const route = deps.providers?.route(request);
+    if (deps.providers === undefined || route === undefined || route.provider === LOCAL_PROVIDER) {
+      return embedLocal(route === undefined ? request : { ...request, model: route.model }, started, signal, onItem);
+    }
+    const result = await deps.providers.embed(request, route, {
+      signal,
+      hardwareProfile: profile.name,
+      embedLocal: (model) => embedLocal({ ...request, model, provider: undefined }, performance.now(), signal),
+    });
+    if (onItem) {
+      const characters = Math.max(1, request.texts.reduce((sum, text) => sum + text.length, 0));
+      result.embeddings.forEach((embedding, index) => onItem({
+        index, embedding, tokens: Math.max(1, Math.round((result.promptTokens * request.texts[index].length) / characters)), run: result.run,
+      }));
+    }
+    return result;
+  };
+
+  /** {@link embedAccepted} on a local model. */
+  const embedLocal = async (request: EmbedRequest, started: number, signal?: AbortSignal, onItem?: (item: EmbedStreamItem) => void): Promise<EmbedResult> => {
     const choice = await deps.registry.resolve(request.model);
     try {
       return await embedResolved(choice, started, request, signal, onItem);
@@ -320,6 +348,8 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
     const modelsAvailable = deps.registry.defaultModel() !== undefined;
     const issues = failures.map((failure) => `model ${failure.id}: ${failure.reason}`);
     if (cudaRequestedWithoutGpu) issues.push("CUDA requested but unavailable; running on CPU");
+    const providerChecks = deps.providers?.healthChecks() ?? [];
+    for (const check of providerChecks) if (!check.healthy) issues.push(`provider ${check.name}: circuit breaker ${check.breakerState}`);
     if (workers.ready < workers.total || (workers.lastLostAt > 0 && Date.now() - workers.lastLostAt < WORKER_RECOVERY_MS)) {
       issues.push(`an inference worker was replaced (${workers.replaced} since start)`);
     }
@@ -333,7 +363,7 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
         gpuAccessible: deps.cudaAvailable,
         modelCacheHealthy: failures.length === 0,
         workers: { ready: workers.ready, total: workers.total, replaced: workers.replaced },
-        providers: [],
+        providers: providerChecks,
         issues: shuttingDown ? ["shutting down", ...issues] : issues,
       },
       performance: {

@@ -147,4 +147,63 @@ describe("batcher", () => {
     expect(told).toEqual([[0, 4], [1, 4], [2, 9]]);
     expect(result.vectors).toEqual([]);
   });
+
+  describe("priorities", () => {
+    it("runs waiting online items before background items queued earlier, never in one batch with them", async () => {
+      const runner = controlledRunner();
+      const batcher = createBatcher({ run: runner.run, maxInFlight: 1, maxBatchSize: 32, tokenBudget: 10_000, maxQueue: 100 });
+      const first = batcher.submit([item(5)], { context: "job", priority: "background" });
+      await flush();
+      const rest = batcher.submit([item(5), item(6)], { context: "job", priority: "background" });
+      const online = batcher.submit([item(5), item(7)], { context: "user" });
+      runner.batches[0].release();
+      await flush();
+      expect(runner.batches[1].batch.context).toBe("user");
+      expect(runner.batches[1].batch.items.map((entry) => entry.ids.length)).toEqual([5, 7]);
+      runner.batches[1].release();
+      await flush();
+      expect(runner.batches[2].batch.context).toBe("job");
+      expect(runner.batches[2].batch.items.map((entry) => entry.ids.length)).toEqual([5, 6]);
+      runner.batches[2].release();
+      await Promise.all([first, rest, online]);
+    });
+
+    it("keeps a runner slot free of background batches for online items", async () => {
+      const runner = controlledRunner();
+      const batcher = createBatcher({ run: runner.run, maxInFlight: 2, maxBatchSize: 1, tokenBudget: 10_000, maxQueue: 100 });
+      const background = batcher.submit([item(3), item(3), item(3)], { context: "job", priority: "background" });
+      await flush();
+      expect(runner.batches).toHaveLength(1);
+      const online = batcher.submit([item(4)], { context: "user" });
+      await flush();
+      expect(runner.batches.map(({ batch }) => batch.context)).toEqual(["job", "user"]);
+      runner.batches[1].release();
+      expect((await online).vectors.map((vector) => vector[0])).toEqual([4]);
+      for (let round = 0; round < 3; round++) {
+        runner.batches.at(-1)?.release();
+        runner.batches[0].release();
+        await flush();
+      }
+      expect(runner.batches.filter(({ batch }) => batch.context === "job")).toHaveLength(3);
+      expect((await background).vectors).toHaveLength(3);
+    });
+
+    it("bounds each priority's queue on its own: background items never make online requests OVERLOADED", async () => {
+      const runner = controlledRunner();
+      const batcher = createBatcher({ run: runner.run, maxInFlight: 1, maxBatchSize: 1, tokenBudget: 1000, maxQueue: 3 });
+      const background = batcher.submit([item(1), item(1), item(1)], { context: "job", priority: "background" });
+      await flush();
+      await expect(batcher.submit([item(1), item(1)], { context: "job", priority: "background" })).rejects.toMatchObject({ reason: "OVERLOADED" });
+      const online = batcher.submit([item(2), item(2)], { context: "user" });
+      await expect(batcher.submit([item(2), item(2)], { context: "user" })).rejects.toMatchObject({ reason: "OVERLOADED" });
+      expect(batcher.queueDepth()).toBe(4);
+      for (let round = 0; round < 5; round++) {
+        runner.batches[round].release();
+        await flush();
+      }
+      expect(runner.batches.map(({ batch }) => batch.context)).toEqual(["job", "user", "user", "job", "job"]);
+      await Promise.all([background, online]);
+      await batcher.idle();
+    });
+  });
 });
