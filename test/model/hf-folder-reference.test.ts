@@ -130,6 +130,19 @@ describe("sentence-transformers folders against a reference computed in the test
     expect(byId.get("tiny/bert-cls")).toMatchObject({ pooling: "cls" });
     expect(byId.get("tiny/decoder-left")).toMatchObject({ pooling: "last-token" });
     expect(byId.get("sentence-transformers/all-MiniLM-L6-v2")).toMatchObject({ status: "available", dimensions: 384, license: "apache-2.0" });
+
+    const ids = async (query: string) =>
+      ((await (await fetch(`${running.baseUrl}/v1/models?${query}`)).json()) as { models: Array<{ id: string }> }).models.map((model) => model.id);
+    const with384 = await ids("dimensions=384");
+    expect(with384).toContain("BAAI/bge-small-en-v1.5");
+    expect(with384).not.toContain("tiny/bert-mean");
+    expect(with384).not.toContain("BAAI/bge-base-en-v1.5");
+    expect(await ids("dimensions=256")).toContain("nomic-ai/nomic-embed-text-v1.5");
+    const minimal = await ids("hardware_profile=minimal");
+    expect(minimal).toContain("tiny/bert-mean");
+    expect(minimal).toContain("sentence-transformers/all-MiniLM-L6-v2");
+    expect(minimal).not.toContain("BAAI/bge-base-en-v1.5");
+    expect(await ids("hardware_profile=server")).toContain("BAAI/bge-base-en-v1.5");
   });
 
   for (const [id, padding] of [
