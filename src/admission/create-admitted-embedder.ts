@@ -62,8 +62,9 @@ export function createAdmittedEmbedder(deps: AdmittedEmbedderDeps): Embedder {
       );
       return result;
     } catch (error) {
-      // The pipeline counted it in sutra_failures_total; the transport must not count it again.
-      markFailureCounted(error);
+      // The pipeline counted it in sutra_failures_total, so the transport must not count it again;
+      // SHUTTING_DOWN is the exception: the pipeline refuses it before it counts anything.
+      if (!(error instanceof EmbedderError && error.reason === "SHUTTING_DOWN")) markFailureCounted(error);
       throw error;
     } finally {
       inFlight--;

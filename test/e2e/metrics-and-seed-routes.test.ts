@@ -120,13 +120,20 @@ describe("metrics and the seed API's routes (real server)", () => {
 });
 
 describe("seed health route when the server is not healthy", () => {
-  it("answers 503 unhealthy while shutting down", async () => {
+  it("answers 503 unhealthy while shutting down, and counts SHUTTING_DOWN refusals once", async () => {
     const running = await startRealService();
     try {
       running.service.embedder.beginShutdown();
       const health = await fetch(`${running.baseUrl}/api/v1/embeddings/health`);
       expect(health.status).toBe(503);
       expect(((await health.json()) as any).status).toBe("unhealthy");
+      const series = 'sutra_failures_total{reason="SHUTTING_DOWN"}';
+      const count = async () => Number(new RegExp(`^${series.replace(/[{}]/g, "\\$&")} (\\d+)$`, "m").exec(await (await fetch(`${running.baseUrl}/metrics`)).text())?.[1] ?? 0);
+      const before = await count();
+      const refused = await fetch(`${running.baseUrl}/v1/embeddings`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"input": "x"}' });
+      expect(refused.status).toBe(503);
+      expect(((await refused.json()) as any).error.code).toBe("SHUTTING_DOWN");
+      expect((await count()) - before).toBe(1);
     } finally {
       await running.stop();
     }
