@@ -44,7 +44,9 @@ describe("buildUseLiteFolder (install-time build of the default model)", () => {
       tokenizer: "tokenizer.json",
       variants: { fp32: { file: USE_LITE_MODEL_FILE } },
     });
-    expect(Object.keys(manifest.files).sort()).toEqual([USE_LITE_MODEL_FILE, USE_LITE_TOKENIZER_FILE]);
+    const variantFiles = Object.values(manifest.variants).map((variant) => variant.file);
+    expect(variantFiles).toEqual(expect.arrayContaining([USE_LITE_MODEL_FILE, "model_fp16.onnx", "model_int8.onnx"]));
+    expect(Object.keys(manifest.files).sort()).toEqual([...variantFiles, USE_LITE_TOKENIZER_FILE].sort());
     expect((manifest as UseLiteManifest).build).toBe(useLiteBuildStamp());
   });
 

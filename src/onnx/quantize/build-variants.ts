@@ -54,6 +54,12 @@ export interface BuildVariantsOptions extends Pick<RowSelection, "output" | "mas
   int8?: Int8DynamicOptions;
   int4?: Int4BlockwiseOptions;
   /**
+   * What the int4 variant does with the MatMuls `int4.exclude` keeps out of 4 bits: `float`
+   * (default) leaves them in float, `int8` quantizes them like the int8 variant (mixed 4/8-bit,
+   * for models whose sensitive layers fail the int4 gate in 4 bits).
+   */
+  int4Remainder?: "float" | "int8";
+  /**
    * Session options of the gate's sessions; default 1 intra-op thread (deterministic, and gentle
    * on a shared install host) and all graph optimizations.
    */
@@ -113,7 +119,8 @@ function convert(model: ModelProto, precision: VariantPrecision, options: BuildV
     }
     case "int4": {
       const result = quantizeMatMulsInt4(model, options.int4);
-      return { model: float16Remainder(result.model, options), changed: result.quantized };
+      const mixed = options.int4Remainder === "int8" ? quantizeMatMulsInt8(result.model, options.int8).model : result.model;
+      return { model: float16Remainder(mixed, options), changed: result.quantized };
     }
   }
 }
