@@ -75,7 +75,7 @@ describe("upstream providers: retries, breaker, fallback, limits, validation (re
     const file = {
       providers: [
         openai("flaky", { retries: 3 }, "flaky"),
-        openai("breaking", { breaker: { failures: 3, cooldown_ms: 1500 } }, "breaking"),
+        openai("breaking", { breaker: { failures: 3, cooldown_ms: 3000 } }, "breaking"),
         openai("primary"),
         openai("backup"),
         openai("solo", {}, "solo"),
@@ -119,7 +119,7 @@ describe("upstream providers: retries, breaker, fallback, limits, validation (re
     expect(fakes.flaky.calls).toHaveLength(2);
     const [first, second] = fakes.flaky.calls;
     expect(second.at - first.at).toBeGreaterThanOrEqual(990);
-    expect(second.at - first.at).toBeLessThan(2000);
+    expect(second.at - first.at).toBeLessThan(3000);
     expect(second.authorization).toBe(`Bearer ${SECRET}`);
     expect(answer.body.embeddings).toEqual([expected("text 7"), expected("text 8")]);
     expect(answer.headers.get("x-embeddings-provider")).toBe("flaky");
@@ -190,7 +190,7 @@ describe("upstream providers: retries, breaker, fallback, limits, validation (re
     expect(Number(skipped.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
     expect(fakes.breaking.calls).toHaveLength(3);
 
-    await new Promise((resolve) => setTimeout(resolve, 1600));
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, open.retry_in_ms) + 100));
     expect((await breakerOf("breaking")).state).toBe("half_open");
     const probe = await post({ texts: ["a"], model: "breaking:fake/embed-8" });
     expect(probe.status).toBe(200);
@@ -257,6 +257,7 @@ describe("upstream providers: retries, breaker, fallback, limits, validation (re
   });
 
   it("an RPM limit of 60 holds over a 10 s burst of 500 requests; requests with no slot within timeout_ms get RATE_LIMITED and Retry-After", async () => {
+    const before = await scrape();
     const results: Array<Promise<Awaited<ReturnType<typeof post>>>> = [];
     const started = Date.now();
     for (let index = 0; index < 500; index++) {
@@ -279,9 +280,11 @@ describe("upstream providers: retries, breaker, fallback, limits, validation (re
       expect(answer.body.error.code).toBe("RATE_LIMITED");
       expect(Number(answer.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
     }
+    const noSlot = key("sutra_provider_failures_total", { provider: "limited", model: "fake/embed-8", reason: "no_slot" });
+    expect(((await scrape()).get(noSlot) ?? 0) - (before.get(noSlot) ?? 0)).toBe(limited.length);
     // Admitted requests waited for their slot, but never longer than timeout_ms (plus the request's own time).
     expect(Math.max(...ok.map((answer) => answer.ms))).toBeGreaterThan(500);
-    expect(Math.max(...ok.map((answer) => answer.ms))).toBeLessThan(2000 + 500);
+    expect(Math.max(...ok.map((answer) => answer.ms))).toBeLessThan(2000 + 1000);
   }, 30_000);
 
   it("wrong-dimension, wrong-count and malformed upstream answers are UPSTREAM_BAD_RESPONSE, never a 200", async () => {
