@@ -21,8 +21,9 @@ const sessions = new Map<string, Promise<OpenSession>>();
  * model, after a reload, opens a fresh one.
  */
 async function releaseSessionsUnder(dir: string): Promise<void> {
+  const prefix = dir.endsWith("/") ? dir : `${dir}/`;
   for (const [key, pending] of [...sessions]) {
-    if (!key.startsWith(dir)) continue;
+    if (!key.startsWith(prefix)) continue;
     sessions.delete(key);
     const open = await pending.catch(() => undefined);
     if (open === undefined || open.released) continue;
