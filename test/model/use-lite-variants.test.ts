@@ -4,6 +4,7 @@ import * as ort from "onnxruntime-node";
 import { beforeAll, describe, expect, it } from "vitest";
 import { BUILTIN_MODELS_DIR, DEFAULT_MODEL_ID } from "../../src/models/builtin.js";
 import type { ModelManifest, Precision } from "../../src/models/manifest.js";
+import { cosineSimilarity } from "../../src/onnx/quantize/quality-gate.js";
 import { loadTokenizer, type Tokenizer } from "../../src/tokenize/index.js";
 
 const modelDir = join(BUILTIN_MODELS_DIR, DEFAULT_MODEL_ID);
@@ -38,18 +39,6 @@ async function embedAll(session: ort.InferenceSession): Promise<Float32Array[]> 
   return vectors;
 }
 
-const cosine = (a: Float32Array, b: Float32Array) => {
-  let dot = 0;
-  let normA = 0;
-  let normB = 0;
-  for (let index = 0; index < a.length; index++) {
-    dot += a[index] * b[index];
-    normA += a[index] * a[index];
-    normB += b[index] * b[index];
-  }
-  return dot / Math.sqrt(normA * normB);
-};
-
 describe("precision variants of the default model", () => {
   let reference: Float32Array[];
   beforeAll(async () => {
@@ -71,7 +60,7 @@ describe("precision variants of the default model", () => {
       const session = await ort.InferenceSession.create(join(modelDir, manifest.variants[precision]!.file), { intraOpNumThreads: 1 });
       const vectors = await embedAll(session);
       await session.release();
-      const cosines = vectors.map((vector, index) => cosine(vector, reference[index]));
+      const cosines = vectors.map((vector, index) => cosineSimilarity(vector, reference[index]));
       const min = Math.min(...cosines);
       const mean = cosines.reduce((sum, value) => sum + value, 0) / cosines.length;
       expect(min).toBeGreaterThanOrEqual(BARS[precision].min);
