@@ -4,6 +4,8 @@ import { createAccessControl } from "../admission/access-control.js";
 import { createAdmittedEmbedder } from "../admission/create-admitted-embedder.js";
 import { createRateLimiter } from "../admission/rate-limit.js";
 import { createServer } from "../api/create-server.js";
+import { createJobService, type JobServiceDeps, type JobServiceHandle } from "../jobs/create-job-service.js";
+import { openJobStore } from "../jobs/job-store.js";
 import { createEmbeddingCache } from "../cache/embedding-cache.js";
 import { parseModelAliases } from "../api/openai/model-aliases.js";
 import { createAuthenticator } from "../auth/create-authenticator.js";
@@ -125,7 +127,9 @@ export async function buildService(config: ServeConfig, logger: Logger): Promise
   registerServiceGauges(metrics, embedder);
   const admitted = createAdmittedEmbedder({ embedder, rateLimiter, maxConcurrency: config.maxConcurrency, logger, metrics });
   const streams = createStreamSessions({ embedder: admitted });
+  const jobs = config.dataDir ? buildJobService(config, { embedder, registry, logger, metrics, batching: profile }) : undefined;
   const server = createServer({
+    jobs,
     embedder: admitted,
     streams,
     logger,
@@ -145,10 +149,41 @@ export async function buildService(config: ServeConfig, logger: Logger): Promise
     async start() {
       await registry.start();
       for (const failure of registry.failures()) logger.error({ model: failure.id, reason: failure.reason }, "model failed to load");
+      jobs?.start();
     },
     async close() {
+      await jobs?.stop();
       await embedder.drained();
       await pool.close();
+      jobs?.close();
     },
   };
+}
+
+/**
+ * The document-job service over the store in `config.dataDir` (opened now, so
+ * a corrupt store stops the start with a clear error), running jobs through
+ * the pipeline itself at background priority.
+ */
+function buildJobService(
+  config: ServeConfig,
+  deps: Pick<JobServiceDeps, "embedder" | "registry" | "logger"> & { metrics: Metrics; batching: JobServiceDeps["batching"] },
+): JobServiceHandle {
+  const store = openJobStore({ dataDir: resolve(config.dataDir ?? "./data") });
+  return createJobService({
+    store,
+    embedder: deps.embedder,
+    registry: deps.registry,
+    logger: deps.logger,
+    batching: { maxBatchSize: deps.batching.maxBatchSize, tokenBudget: deps.batching.tokenBudget },
+    concurrency: config.jobConcurrency ?? 1,
+    limits: {
+      maxDocuments: config.jobMaxDocuments ?? 10_000,
+      maxBytes: config.jobMaxBytes ?? 4 * 1024 * 1024,
+      maxActivePerPrincipal: config.jobMaxActive ?? 4,
+      retentionMs: (config.jobRetentionH ?? 24) * 3_600_000,
+    },
+    onChunksEmbedded: (count) => deps.metrics.jobChunksEmbeddedTotal.inc(count),
+    onJobFinished: (status) => deps.metrics.jobsFinishedTotal.inc({ status }),
+  });
 }

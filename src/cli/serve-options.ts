@@ -44,6 +44,18 @@ export interface ServeConfig {
   cacheSize?: number;
   /** Embedding cache entry lifetime in seconds; 0 = no expiry. */
   cacheTtlS?: number;
+  /** Folder of the document job store; absent or "" = jobs off (their rpcs answer NOT_IMPLEMENTED). The CLI's default is ./data. */
+  dataDir?: string;
+  /** Hours a finished job and its results are kept (default 24). */
+  jobRetentionH?: number;
+  /** Most documents in one job (default 10000). */
+  jobMaxDocuments?: number;
+  /** Most bytes of document text and metadata in one job (default 4 MiB). */
+  jobMaxBytes?: number;
+  /** Most queued and running jobs per principal (default 4). */
+  jobMaxActive?: number;
+  /** Jobs running at once (default 1). */
+  jobConcurrency?: number;
   /** Upstream providers file (YAML or JSON, DESIGN section 9); absent = local models only. */
   providersFile?: string;
   /** Comma-separated provider names fallback walks; overrides the file's `fallback_chain`. */
@@ -57,6 +69,12 @@ const PROFILES = ["auto", "minimal", "low", "medium", "high", "extreme", "deskto
 const nonNegative = (value: string): number => {
   const parsed = Number(value);
   if (!Number.isFinite(parsed) || parsed < 0) throw new Error(`expected a non-negative number, got "${value}"`);
+  return parsed;
+};
+
+const positive = (value: string): number => {
+  const parsed = Number(value);
+  if (!Number.isFinite(parsed) || parsed <= 0) throw new Error(`expected a positive number, got "${value}"`);
   return parsed;
 };
 
@@ -103,6 +121,12 @@ export function addServeOptions(command: Command): Command {
     .addOption(new Option("--model-memory-budget-mb <mb>", "memory for loaded models besides the default (fp32 weights x workers); over it the least recently used is unloaded (0 = unlimited)").env("SUTRA_MODEL_MEMORY_BUDGET_MB").default(0).argParser(nonNegative))
     .addOption(new Option("--cache-size <n>", "embedding cache entries (0 = cache off)").env("SUTRA_CACHE_SIZE").default(10_000).argParser(integer))
     .addOption(new Option("--cache-ttl-s <seconds>", "embedding cache entry lifetime (0 = no expiry)").env("SUTRA_CACHE_TTL_S").default(3600).argParser(nonNegative))
+    .addOption(new Option("--data-dir <dir>", "folder of the document job store (jobs survive restarts there); \"\" turns jobs off").env("SUTRA_DATA_DIR").default("./data"))
+    .addOption(new Option("--job-retention-h <hours>", "hours a finished job and its results are kept, then deleted").env("SUTRA_JOB_RETENTION_H").default(24).argParser(positive))
+    .addOption(new Option("--job-max-documents <n>", "most documents in one job").env("SUTRA_JOB_MAX_DOCUMENTS").default(10_000).argParser(integer))
+    .addOption(new Option("--job-max-bytes <n>", "most bytes of document text and metadata in one job (bodies are also bounded by --max-body-bytes)").env("SUTRA_JOB_MAX_BYTES").default(4 * 1024 * 1024).argParser(integer))
+    .addOption(new Option("--job-max-active <n>", "most queued and running jobs per principal").env("SUTRA_JOB_MAX_ACTIVE").default(4).argParser(integer))
+    .addOption(new Option("--job-concurrency <n>", "jobs running at once (each keeps one batch in inference, below online traffic)").env("SUTRA_JOB_CONCURRENCY").default(1).argParser(integer))
     .addOption(new Option("--providers-file <file>", "upstream providers (YAML or JSON): OpenAI-compatible, TEI, HF Inference; see docs/PROVIDERS.md").env("SUTRA_PROVIDERS_FILE"))
     .addOption(new Option("--fallback-chain <names>", "providers to fall back along, comma-separated (overrides the file's fallback_chain)").env("EMBEDDINGS_FALLBACK_CHAIN"))
     .addOption(new Option("--provider-allowlist <names>", "providers requests may use, comma-separated (others: FORBIDDEN); empty = all configured").env("SUTRA_PROVIDER_ALLOWLIST").default(""));
@@ -154,6 +178,12 @@ export function readServeConfig(command: Command): ServeConfig {
     modelMemoryBudgetMb: Number(options.modelMemoryBudgetMb),
     cacheSize: Number(options.cacheSize),
     cacheTtlS: Number(options.cacheTtlS),
+    dataDir: String(options.dataDir),
+    jobRetentionH: Number(options.jobRetentionH),
+    jobMaxDocuments: Number(options.jobMaxDocuments),
+    jobMaxBytes: Number(options.jobMaxBytes),
+    jobMaxActive: Number(options.jobMaxActive),
+    jobConcurrency: Number(options.jobConcurrency),
     providersFile: options.providersFile as string | undefined,
     fallbackChain: options.fallbackChain as string | undefined,
     providerAllowlist: String(options.providerAllowlist),

@@ -52,6 +52,11 @@ export interface EmbedRequest {
   tokenIds?: number[][];
   /** Who sent the request (set by the transport after authentication); rate limits and logs use it. */
   principal?: Principal;
+  /**
+   * `background` (document jobs) runs only on inference capacity online
+   * requests leave idle; absent = `online`.
+   */
+  priority?: "online" | "background";
 }
 
 /** Roles of DESIGN section 10: `admin` may also call the admin routes and rpcs. */

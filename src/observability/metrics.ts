@@ -23,6 +23,10 @@ export interface Metrics {
   cancelledTextsTotal: Counter;
   workerReplacementsTotal: Counter;
   inferenceBatchesTotal: Counter;
+  /** Document-job chunks handed to inference (a chunk lost to a restart and redone counts twice). */
+  jobChunksEmbeddedTotal: Counter;
+  /** Document jobs that reached a final status (completed, failed, cancelled). */
+  jobsFinishedTotal: Counter<"status">;
   /** Requests by protocol (`http`, `grpc`, `connect`, `grpc-web`), route (template or procedure) and code (HTTP status or Connect code). */
   requestsTotal: Counter<"protocol" | "route" | "code">;
   requestSeconds: Histogram<"protocol" | "route">;
@@ -89,6 +93,8 @@ export function createMetrics(): Metrics {
     }),
     workerReplacementsTotal: new Counter({ name: "sutra_worker_replacements_total", help: "Inference workers that died and were replaced", registers }),
     inferenceBatchesTotal: new Counter({ name: "sutra_inference_batches_total", help: "Inference batches run", registers }),
+    jobChunksEmbeddedTotal: new Counter({ name: "sutra_job_chunks_embedded_total", help: "Document-job chunks handed to inference", registers }),
+    jobsFinishedTotal: new Counter({ name: "sutra_jobs_finished_total", help: "Document jobs that reached a final status", labelNames: ["status"], registers }),
     requestsTotal: new Counter({
       name: "sutra_requests_total",
       help: "Requests answered, by protocol, route and code (HTTP status, or Connect code for RPCs)",

@@ -144,6 +144,8 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
 
   let active = 0;
   let drainWaiters: Array<() => void> = [];
+  metrics.observeQueueDepth(() => batcher.queueDepth());
+
   const noteCudaFallback = () => {
     cudaRequestedWithoutGpu = true;
     if (cudaFallbackLogged) return;
@@ -156,12 +158,14 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
   const admit = async (work: () => Promise<EmbedResult>): Promise<EmbedResult> => {
     if (shuttingDown) throw new EmbedderError("SHUTTING_DOWN", "the server is shutting down", { retryAfterMs: 1000 });
     active++;
+    metrics.requestsInFlight.inc();
     try {
       return await work();
     } catch (error) {
       metrics.failuresTotal.inc({ reason: EmbedderError.from(error).reason });
       throw error;
     } finally {
+      metrics.requestsInFlight.dec();
       if (--active === 0) {
         for (const waiter of drainWaiters) waiter();
         drainWaiters = [];
@@ -309,14 +313,12 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
     });
 
     const queued = performance.now();
-    metrics.queueDepth.set(batcher.queueDepth() + submitted.length);
     const { vectors, inferenceMs, executionProvider } = submitted.length === 0
       ? { vectors: [], inferenceMs: 0, executionProvider: hits.find((hit) => hit)?.executionProvider ?? executionProviders[0] }
       : await batcher.submit(
         submitted.map((index) => ({ ...encodings[index], key })),
-        { batchSizeCap: request.config.batchSize, signal, onItem: tellItem, context: { modelFile, manifest, tokenizer: model.tokenizer, executionProviders } },
+        { batchSizeCap: request.config.batchSize, signal, onItem: tellItem, priority: request.priority, context: { modelFile, manifest, tokenizer: model.tokenizer, executionProviders } },
       );
-    metrics.queueDepth.set(batcher.queueDepth());
     const queueMs = Math.max(0, performance.now() - queued - inferenceMs);
     if (!onItem) vectors.forEach((vector, slot) => remember(slot, vector, executionProvider));
     const computed = vectors.map(finish);

@@ -1,0 +1,484 @@
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import type { ChunkingOptions, JobEmbeddingOptions, JobMetadata, JobStatus } from "../domain/jobs.js";
+import type { ChunkSpan } from "./chunk-document.js";
+
+/** File name of the job store inside the data folder. */
+export const JOB_STORE_FILE = "jobs.sqlite3";
+
+/** Schema version this code reads and writes (`PRAGMA user_version`). */
+const SCHEMA_VERSION = 1;
+
+/**
+ * Why the store failed: `full` (no space left, or the store's size limit),
+ * `corrupt` (the file is damaged or not a job store), `io` (another I/O
+ * failure). The message says what to do; the SQLite error stays in `cause`.
+ */
+export class JobStoreError extends Error {
+  readonly kind: "full" | "corrupt" | "io";
+
+  constructor(kind: JobStoreError["kind"], message: string, options: { cause?: unknown } = {}) {
+    super(message, options);
+    this.name = "JobStoreError";
+    this.kind = kind;
+  }
+}
+
+/** A job row as the store keeps it. */
+export interface StoredJob {
+  id: string;
+  owner: string;
+  status: JobStatus;
+  options: JobEmbeddingOptions;
+  /** As requested (0 = default). */
+  requestedChunking: ChunkingOptions;
+  /** In force once the job started (0 before). */
+  chunking: ChunkingOptions;
+  modelId: string;
+  dimensions: number;
+  documentCount: number;
+  documentsChunked: number;
+  totalChunks: number;
+  completedChunks: number;
+  dispatchedChunks: number;
+  totalBytes: number;
+  promptTokens: number;
+  createdAt: number;
+  startedAt?: number;
+  updatedAt: number;
+  finishedAt?: number;
+  expiresAt?: number;
+  error?: { code: string; message: string };
+  resumes: number;
+}
+
+/** A document row. */
+export interface StoredDocument {
+  index: number;
+  id: string;
+  text: string;
+  metadata?: JobMetadata;
+  /** Chunks once the document was cut, else undefined. */
+  chunkCount?: number;
+}
+
+/** A chunk waiting for its embedding. */
+export interface PendingChunk {
+  documentIndex: number;
+  chunkIndex: number;
+  start: number;
+  end: number;
+  tokens: number;
+}
+
+/** A committed chunk with what GetJobResults needs besides the document. */
+export interface StoredResult {
+  documentIndex: number;
+  chunkIndex: number;
+  start: number;
+  end: number;
+  startChar: number;
+  endChar: number;
+  tokens: number;
+  embedding: Float32Array;
+}
+
+/** The durable state of document jobs: see openJobStore. */
+export interface JobStore {
+  insertJob(job: StoredJob, documents: Array<Omit<StoredDocument, "index" | "chunkCount">>): void;
+  getJob(id: string): StoredJob | undefined;
+  /** Jobs of `owner` (every owner when undefined) newest first, with the count of all matches. */
+  listJobs(filter: { owner?: string; status?: JobStatus; limit: number; offset: number }): { jobs: StoredJob[]; total: number };
+  /** Queued and running jobs of an owner. */
+  countActive(owner: string): number;
+  /** The oldest queued job, if any, skipping `busy` ids. */
+  nextQueued(busy: ReadonlySet<string>): StoredJob | undefined;
+  /** Running jobs go back to queued with `resumes` + 1 (the process that ran them is gone). Returns their ids. */
+  requeueRunning(now: number): string[];
+  markRunning(id: string, values: { modelId: string; dimensions: number; chunking: ChunkingOptions; now: number }): void;
+  document(jobId: string, index: number): StoredDocument | undefined;
+  /** Documents not cut yet, in order (ids and indices only: texts are read one at a time). */
+  unchunkedDocuments(jobId: string): number[];
+  /** Records a document's chunks and counts, atomically. */
+  saveChunks(jobId: string, documentIndex: number, chunks: ChunkSpan[], now: number): void;
+  /** Up to `limit` chunks without an embedding after the (document, chunk) cursor, in order. */
+  pendingChunks(jobId: string, after: { documentIndex: number; chunkIndex: number }, limit: number): PendingChunk[];
+  /** Counts chunks about to be handed to inference (committed before they are). */
+  addDispatched(jobId: string, count: number, now: number): void;
+  /**
+   * Stores embeddings of chunks that have none yet, and the job's counts, in
+   * one transaction; a chunk that already has one is left as it is (exactly
+   * once). Returns how many were stored. Nothing is stored unless the job is
+   * still running.
+   */
+  commitResults(jobId: string, results: Array<{ documentIndex: number; chunkIndex: number; embedding: Float32Array; tokens: number }>, now: number): number;
+  /** Moves a queued or running job to a final status; returns false when it was already final. */
+  finishJob(id: string, values: { status: JobStatus; now: number; expiresAt: number; error?: { code: string; message: string } }): boolean;
+  /** Committed results in order, after the cursor (or from the `offset`-th one when no cursor). */
+  results(jobId: string, from: { after?: { documentIndex: number; chunkIndex: number }; offset?: number }, limit: number): StoredResult[];
+  /** Deletes jobs whose retention ended; returns their count. */
+  deleteExpired(now: number): number;
+  close(): void;
+}
+
+/** Options of openJobStore. */
+export interface JobStoreOptions {
+  /** The data folder (`SUTRA_DATA_DIR`); created when missing. */
+  dataDir: string;
+  /**
+   * Largest store in bytes (SQLite's page count limit); beyond it writes fail
+   * as a full disk would. For tests; absent = the disk's size.
+   */
+  maxBytes?: number;
+}
+
+/** SQLite result codes by what they mean for the store. */
+const FULL_CODES = new Set(["SQLITE_FULL"]);
+const CORRUPT_CODES = new Set(["SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_CORRUPT_VTAB", "SQLITE_CORRUPT_SEQUENCE", "SQLITE_CORRUPT_INDEX"]);
+
+/** Turns an SQLite failure into a JobStoreError saying what happened and what to do. */
+export function toJobStoreError(error: unknown, file: string): unknown {
+  if (error instanceof JobStoreError) return error;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code !== "string") return error;
+  if (FULL_CODES.has(code) || code === "SQLITE_IOERR_WRITE" && /space/i.test(String((error as Error).message))) {
+    return new JobStoreError("full", `the job store is full: no space left for ${file}; free disk space or wait for finished jobs to expire`, { cause: error });
+  }
+  if (CORRUPT_CODES.has(code)) {
+    return new JobStoreError("corrupt", `the job store ${file} is corrupt (${code}); stop the server, move the file aside (or restore a backup) and start again`, { cause: error });
+  }
+  if (code.startsWith("SQLITE_IOERR") || code === "SQLITE_CANTOPEN" || code === "SQLITE_READONLY") {
+    return new JobStoreError("io", `the job store ${file} cannot be read or written (${code})`, { cause: error });
+  }
+  return error;
+}
+
+interface JobRow {
+  id: string;
+  owner: string;
+  status: string;
+  options: string;
+  requested_chunk_size: number;
+  requested_chunk_overlap: number;
+  chunk_size: number;
+  chunk_overlap: number;
+  model_id: string;
+  dimensions: number;
+  document_count: number;
+  documents_chunked: number;
+  total_chunks: number;
+  completed_chunks: number;
+  dispatched_chunks: number;
+  total_bytes: number;
+  prompt_tokens: number;
+  created_at: number;
+  started_at: number | null;
+  updated_at: number;
+  finished_at: number | null;
+  expires_at: number | null;
+  error_code: string | null;
+  error_message: string | null;
+  resumes: number;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS jobs (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  owner TEXT NOT NULL,
+  status TEXT NOT NULL,
+  options TEXT NOT NULL,
+  requested_chunk_size INTEGER NOT NULL,
+  requested_chunk_overlap INTEGER NOT NULL,
+  chunk_size INTEGER NOT NULL DEFAULT 0,
+  chunk_overlap INTEGER NOT NULL DEFAULT 0,
+  model_id TEXT NOT NULL DEFAULT '',
+  dimensions INTEGER NOT NULL DEFAULT 0,
+  document_count INTEGER NOT NULL,
+  documents_chunked INTEGER NOT NULL DEFAULT 0,
+  total_chunks INTEGER NOT NULL DEFAULT 0,
+  completed_chunks INTEGER NOT NULL DEFAULT 0,
+  dispatched_chunks INTEGER NOT NULL DEFAULT 0,
+  total_bytes INTEGER NOT NULL,
+  prompt_tokens INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL,
+  started_at INTEGER,
+  updated_at INTEGER NOT NULL,
+  finished_at INTEGER,
+  expires_at INTEGER,
+  error_code TEXT,
+  error_message TEXT,
+  resumes INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, seq);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, seq);
+CREATE INDEX IF NOT EXISTS jobs_by_expiry ON jobs (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS documents (
+  job_id TEXT NOT NULL,
+  doc_index INTEGER NOT NULL,
+  doc_id TEXT NOT NULL,
+  text TEXT NOT NULL,
+  metadata TEXT,
+  chunk_count INTEGER,
+  PRIMARY KEY (job_id, doc_index)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chunks (
+  job_id TEXT NOT NULL,
+  doc_index INTEGER NOT NULL,
+  chunk_index INTEGER NOT NULL,
+  start_unit INTEGER NOT NULL,
+  end_unit INTEGER NOT NULL,
+  start_char INTEGER NOT NULL,
+  end_char INTEGER NOT NULL,
+  tokens INTEGER NOT NULL,
+  embedding BLOB,
+  PRIMARY KEY (job_id, doc_index, chunk_index)
+);
+`;
+
+/**
+ * Opens (or creates) the job store: one SQLite database, `jobs.sqlite3` in
+ * the data folder, through better-sqlite3. Write-ahead log with
+ * `synchronous=FULL`: every transaction is on disk (fsync) when it returns,
+ * so a `kill -9` or a power cut loses nothing committed. Opening reads the
+ * schema and the job table, so a damaged or foreign file is refused at once
+ * with a JobStoreError of kind `corrupt`; SQLite failures later become
+ * JobStoreErrors too (`full`, `corrupt`, `io`). Calls are synchronous (they
+ * run on the event loop): each is one short transaction.
+ */
+export function openJobStore(options: JobStoreOptions): JobStore {
+  mkdirSync(options.dataDir, { recursive: true });
+  const file = join(options.dataDir, JOB_STORE_FILE);
+  const guard = <T>(work: () => T): T => {
+    try {
+      return work();
+    } catch (error) {
+      throw toJobStoreError(error, file);
+    }
+  };
+  const db = guard(() => {
+    const opened = new Database(file);
+    try {
+      opened.pragma("journal_mode = WAL");
+      opened.pragma("synchronous = FULL");
+      opened.pragma("foreign_keys = ON");
+      const version = opened.pragma("user_version", { simple: true }) as number;
+      if (version > SCHEMA_VERSION) {
+        throw new JobStoreError("corrupt", `the job store ${file} has schema version ${version}, newer than this server's ${SCHEMA_VERSION}`);
+      }
+      opened.exec(SCHEMA);
+      opened.pragma(`user_version = ${SCHEMA_VERSION}`);
+      if (options.maxBytes !== undefined) {
+        const pageSize = opened.pragma("page_size", { simple: true }) as number;
+        opened.pragma(`max_page_count = ${Math.max(1, Math.floor(options.maxBytes / pageSize))}`);
+      }
+      opened.prepare("SELECT count(*) FROM jobs").get();
+      return opened;
+    } catch (error) {
+      opened.close();
+      throw error;
+    }
+  });
+
+  const statements = {
+    insertJob: db.prepare(`INSERT INTO jobs (id, owner, status, options, requested_chunk_size, requested_chunk_overlap, document_count, total_bytes, created_at, updated_at)
+      VALUES (@id, @owner, @status, @options, @requestedChunkSize, @requestedChunkOverlap, @documentCount, @totalBytes, @createdAt, @updatedAt)`),
+    insertDocument: db.prepare("INSERT INTO documents (job_id, doc_index, doc_id, text, metadata) VALUES (?, ?, ?, ?, ?)"),
+    getJob: db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE id = ?"),
+    countActive: db.prepare<[string], { count: number }>("SELECT count(*) AS count FROM jobs WHERE owner = ? AND status IN ('queued', 'running')"),
+    queued: db.prepare<[], JobRow>("SELECT * FROM jobs WHERE status = 'queued' ORDER BY seq"),
+    running: db.prepare<[], { id: string }>("SELECT id FROM jobs WHERE status = 'running'"),
+    requeue: db.prepare("UPDATE jobs SET status = 'queued', resumes = resumes + 1, updated_at = ? WHERE status = 'running'"),
+    markRunning: db.prepare(`UPDATE jobs SET status = 'running', model_id = @modelId, dimensions = @dimensions, chunk_size = @chunkSize,
+      chunk_overlap = @chunkOverlap, started_at = coalesce(started_at, @now), updated_at = @now WHERE id = @id AND status = 'queued'`),
+    document: db.prepare<[string, number], { doc_index: number; doc_id: string; text: string; metadata: string | null; chunk_count: number | null }>(
+      "SELECT doc_index, doc_id, text, metadata, chunk_count FROM documents WHERE job_id = ? AND doc_index = ?"),
+    unchunked: db.prepare<[string], { doc_index: number }>("SELECT doc_index FROM documents WHERE job_id = ? AND chunk_count IS NULL ORDER BY doc_index"),
+    insertChunk: db.prepare(`INSERT OR IGNORE INTO chunks (job_id, doc_index, chunk_index, start_unit, end_unit, start_char, end_char, tokens)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+    setChunkCount: db.prepare("UPDATE documents SET chunk_count = ? WHERE job_id = ? AND doc_index = ? AND chunk_count IS NULL"),
+    addChunked: db.prepare("UPDATE jobs SET documents_chunked = documents_chunked + 1, total_chunks = total_chunks + ?, updated_at = ? WHERE id = ?"),
+    pending: db.prepare<[string, number, number, number], { doc_index: number; chunk_index: number; start_unit: number; end_unit: number; tokens: number }>(
+      `SELECT doc_index, chunk_index, start_unit, end_unit, tokens FROM chunks
+       WHERE job_id = ? AND (doc_index, chunk_index) > (?, ?) AND embedding IS NULL ORDER BY doc_index, chunk_index LIMIT ?`),
+    addDispatched: db.prepare("UPDATE jobs SET dispatched_chunks = dispatched_chunks + ?, updated_at = ? WHERE id = ?"),
+    jobStatus: db.prepare<[string], { status: string }>("SELECT status FROM jobs WHERE id = ?"),
+    storeEmbedding: db.prepare("UPDATE chunks SET embedding = ? WHERE job_id = ? AND doc_index = ? AND chunk_index = ? AND embedding IS NULL"),
+    addCompleted: db.prepare("UPDATE jobs SET completed_chunks = completed_chunks + ?, prompt_tokens = prompt_tokens + ?, updated_at = ? WHERE id = ?"),
+    finish: db.prepare(`UPDATE jobs SET status = @status, finished_at = @now, updated_at = @now, expires_at = @expiresAt,
+      error_code = @errorCode, error_message = @errorMessage WHERE id = @id AND status IN ('queued', 'running')`),
+    resultsAfter: db.prepare<[string, number, number, number], ResultRow>(
+      `SELECT doc_index, chunk_index, start_unit, end_unit, start_char, end_char, tokens, embedding FROM chunks
+       WHERE job_id = ? AND (doc_index, chunk_index) > (?, ?) AND embedding IS NOT NULL ORDER BY doc_index, chunk_index LIMIT ?`),
+    resultsFrom: db.prepare<[string, number, number], ResultRow>(
+      `SELECT doc_index, chunk_index, start_unit, end_unit, start_char, end_char, tokens, embedding FROM chunks
+       WHERE job_id = ? AND embedding IS NOT NULL ORDER BY doc_index, chunk_index LIMIT ? OFFSET ?`),
+    expired: db.prepare<[number], { id: string }>("SELECT id FROM jobs WHERE expires_at IS NOT NULL AND expires_at <= ?"),
+    deleteChunks: db.prepare("DELETE FROM chunks WHERE job_id = ?"),
+    deleteDocuments: db.prepare("DELETE FROM documents WHERE job_id = ?"),
+    deleteJob: db.prepare("DELETE FROM jobs WHERE id = ?"),
+  };
+
+  const insertJob = db.transaction((job: StoredJob, documents: Array<Omit<StoredDocument, "index" | "chunkCount">>) => {
+    statements.insertJob.run({
+      id: job.id,
+      owner: job.owner,
+      status: job.status,
+      options: JSON.stringify(job.options),
+      requestedChunkSize: job.requestedChunking.chunkSize,
+      requestedChunkOverlap: job.requestedChunking.chunkOverlap,
+      documentCount: job.documentCount,
+      totalBytes: job.totalBytes,
+      createdAt: job.createdAt,
+      updatedAt: job.updatedAt,
+    });
+    documents.forEach((document, index) => {
+      statements.insertDocument.run(job.id, index, document.id, document.text, document.metadata === undefined ? null : JSON.stringify(document.metadata));
+    });
+  });
+  const saveChunks = db.transaction((jobId: string, documentIndex: number, chunks: ChunkSpan[], now: number) => {
+    chunks.forEach((chunk, index) => {
+      statements.insertChunk.run(jobId, documentIndex, index, chunk.start, chunk.end, chunk.startChar, chunk.endChar, chunk.tokens);
+    });
+    if (statements.setChunkCount.run(chunks.length, jobId, documentIndex).changes === 1) statements.addChunked.run(chunks.length, now, jobId);
+  });
+  const commitResults = db.transaction((jobId: string, results: Parameters<JobStore["commitResults"]>[1], now: number) => {
+    if (statements.jobStatus.get(jobId)?.status !== "running") return 0;
+    let stored = 0;
+    let tokens = 0;
+    for (const result of results) {
+      const blob = Buffer.from(result.embedding.buffer, result.embedding.byteOffset, result.embedding.byteLength);
+      if (statements.storeEmbedding.run(blob, jobId, result.documentIndex, result.chunkIndex).changes === 1) {
+        stored++;
+        tokens += result.tokens;
+      }
+    }
+    statements.addCompleted.run(stored, tokens, now, jobId);
+    return stored;
+  });
+  const requeueRunning = db.transaction((now: number) => {
+    const ids = statements.running.all().map((row) => row.id);
+    statements.requeue.run(now);
+    return ids;
+  });
+  const deleteExpired = db.transaction((now: number) => {
+    const ids = statements.expired.all(now).map((row) => row.id);
+    for (const id of ids) {
+      statements.deleteChunks.run(id);
+      statements.deleteDocuments.run(id);
+      statements.deleteJob.run(id);
+    }
+    return ids.length;
+  });
+
+  return {
+    insertJob: (job, documents) => guard(() => insertJob(job, documents)),
+    getJob: (id) => guard(() => {
+      const row = statements.getJob.get(id);
+      return row === undefined ? undefined : fromRow(row);
+    }),
+    listJobs: ({ owner, status, limit, offset }) => guard(() => {
+      const conditions = [...(owner === undefined ? [] : ["owner = @owner"]), ...(status === undefined ? [] : ["status = @status"])];
+      const where = conditions.length === 0 ? "" : `WHERE ${conditions.join(" AND ")}`;
+      const parameters = { ...(owner === undefined ? {} : { owner }), ...(status === undefined ? {} : { status }) };
+      const total = (db.prepare(`SELECT count(*) AS count FROM jobs ${where}`).get(parameters) as { count: number }).count;
+      const rows = db.prepare(`SELECT * FROM jobs ${where} ORDER BY seq DESC LIMIT @limit OFFSET @offset`).all({ ...parameters, limit, offset }) as JobRow[];
+      return { jobs: rows.map(fromRow), total };
+    }),
+    countActive: (owner) => guard(() => statements.countActive.get(owner)?.count ?? 0),
+    nextQueued: (busy) => guard(() => {
+      for (const row of statements.queued.iterate()) {
+        if (!busy.has(row.id)) return fromRow(row);
+      }
+      return undefined;
+    }),
+    requeueRunning: (now) => guard(() => requeueRunning(now)),
+    markRunning: (id, values) => guard(() => {
+      statements.markRunning.run({ id, ...values.chunking, modelId: values.modelId, dimensions: values.dimensions, now: values.now });
+    }),
+    document: (jobId, index) => guard(() => {
+      const row = statements.document.get(jobId, index);
+      if (row === undefined) return undefined;
+      return {
+        index: row.doc_index,
+        id: row.doc_id,
+        text: row.text,
+        ...(row.metadata === null ? {} : { metadata: JSON.parse(row.metadata) as JobMetadata }),
+        ...(row.chunk_count === null ? {} : { chunkCount: row.chunk_count }),
+      };
+    }),
+    unchunkedDocuments: (jobId) => guard(() => statements.unchunked.all(jobId).map((row) => row.doc_index)),
+    saveChunks: (jobId, documentIndex, chunks, now) => guard(() => saveChunks(jobId, documentIndex, chunks, now)),
+    pendingChunks: (jobId, after, limit) => guard(() => statements.pending.all(jobId, after.documentIndex, after.chunkIndex, limit).map((row) => ({
+      documentIndex: row.doc_index, chunkIndex: row.chunk_index, start: row.start_unit, end: row.end_unit, tokens: row.tokens,
+    }))),
+    addDispatched: (jobId, count, now) => guard(() => {
+      statements.addDispatched.run(count, now, jobId);
+    }),
+    commitResults: (jobId, results, now) => guard(() => commitResults(jobId, results, now)),
+    finishJob: (id, values) => guard(() => statements.finish.run({
+      id,
+      status: values.status,
+      now: values.now,
+      expiresAt: values.expiresAt,
+      errorCode: values.error?.code ?? null,
+      errorMessage: values.error?.message ?? null,
+    }).changes === 1),
+    results: (jobId, from, limit) => guard(() => {
+      const rows = from.after !== undefined
+        ? statements.resultsAfter.all(jobId, from.after.documentIndex, from.after.chunkIndex, limit)
+        : statements.resultsFrom.all(jobId, limit, from.offset ?? 0);
+      return rows.map((row) => ({
+        documentIndex: row.doc_index,
+        chunkIndex: row.chunk_index,
+        start: row.start_unit,
+        end: row.end_unit,
+        startChar: row.start_char,
+        endChar: row.end_char,
+        tokens: row.tokens,
+        embedding: new Float32Array(row.embedding.buffer.slice(row.embedding.byteOffset, row.embedding.byteOffset + row.embedding.byteLength)),
+      }));
+    }),
+    deleteExpired: (now) => guard(() => deleteExpired(now)),
+    close: () => db.close(),
+  };
+}
+
+interface ResultRow {
+  doc_index: number;
+  chunk_index: number;
+  start_unit: number;
+  end_unit: number;
+  start_char: number;
+  end_char: number;
+  tokens: number;
+  embedding: Buffer;
+}
+
+function fromRow(row: JobRow): StoredJob {
+  return {
+    id: row.id,
+    owner: row.owner,
+    status: row.status as JobStatus,
+    options: JSON.parse(row.options) as JobEmbeddingOptions,
+    requestedChunking: { chunkSize: row.requested_chunk_size, chunkOverlap: row.requested_chunk_overlap },
+    chunking: { chunkSize: row.chunk_size, chunkOverlap: row.chunk_overlap },
+    modelId: row.model_id,
+    dimensions: row.dimensions,
+    documentCount: row.document_count,
+    documentsChunked: row.documents_chunked,
+    totalChunks: row.total_chunks,
+    completedChunks: row.completed_chunks,
+    dispatchedChunks: row.dispatched_chunks,
+    totalBytes: row.total_bytes,
+    promptTokens: row.prompt_tokens,
+    createdAt: row.created_at,
+    ...(row.started_at === null ? {} : { startedAt: row.started_at }),
+    updatedAt: row.updated_at,
+    ...(row.finished_at === null ? {} : { finishedAt: row.finished_at }),
+    ...(row.expires_at === null ? {} : { expiresAt: row.expires_at }),
+    ...(row.error_code === null ? {} : { error: { code: row.error_code, message: row.error_message ?? "" } }),
+    resumes: row.resumes,
+  };
+}
