@@ -3,7 +3,7 @@
  * inference in this process's worker threads, no server, texts sorted by token
  * length and cut into batches. Each setting (threads x intra-op threads x batch
  * size) runs for a fixed time; the best one is the limit the service is judged
- * against.
+ * against (bench/run.ts measures it again in every round).
  */
 import { Worker } from "node:worker_threads";
 import type { BenchModel } from "./default-model.js";
@@ -40,7 +40,12 @@ export interface LimitWorkerData {
 /** A limit worker's answers. */
 export type LimitWorkerReport = { type: "ready" } | { type: "done"; texts: number; tokens: number; elapsedMs: number };
 
-async function measureSetting(model: BenchModel, corpus: Corpus, setting: LimitSetting, durationMs: number): Promise<LimitResult> {
+/**
+ * Measures one setting on `corpus` for `durationMs`: the threads load their
+ * sessions and warm up first, then run together. Throughput counts each text
+ * once per pass and its real tokens (the model window applied).
+ */
+export async function measureLimitSetting(model: BenchModel, corpus: Corpus, setting: LimitSetting, durationMs: number): Promise<LimitResult> {
   const sorted = [...corpus.texts].sort((a, b) => a.tokens - b.tokens).map((entry) => entry.text);
   const shares: string[][][] = Array.from({ length: setting.threads }, () => []);
   for (let start = 0, index = 0; start < sorted.length; start += setting.batchSize, index++) {
@@ -79,13 +84,9 @@ async function measureSetting(model: BenchModel, corpus: Corpus, setting: LimitS
   }
 }
 
-/**
- * Measures every setting on `corpus` for `durationMs` each, one after the
- * other, and returns the results (best first). Throughput counts each text
- * once per pass and its real tokens (the model window applied).
- */
+/** Measures every setting, one after the other, and returns the results best first. */
 export async function measureInferenceLimit(model: BenchModel, corpus: Corpus, settings: LimitSetting[], durationMs: number): Promise<LimitResult[]> {
   const results: LimitResult[] = [];
-  for (const setting of settings) results.push(await measureSetting(model, corpus, setting, durationMs));
+  for (const setting of settings) results.push(await measureLimitSetting(model, corpus, setting, durationMs));
   return results.sort((a, b) => b.textsPerSecond - a.textsPerSecond);
 }

@@ -1,18 +1,40 @@
 /**
  * Renders one benchmark run (bench/run.ts) as markdown: setup, the model
  * section of issue 2, the limits A and E, the service cells, the TF.js peer,
- * and the targets of issue 4 as ratios against the limits of the same run.
+ * the targets of issue 4 as ratios against the limits of the same run, and the
+ * transformers.js peer of issue 6.
  */
 import type { Corpus, CorpusName } from "./corpora.js";
 import type { LimitResult, LimitSetting } from "./inference-limit.js";
 import { TRANSPORT_LABELS, type TransportName } from "./load-clients.js";
 import { formatModelPrecision, type ModelPrecisionReport } from "./model-precision.js";
+import { formatPeerResult, type PeerResult } from "./peer-transformers-js.js";
 import type { ReferenceReport } from "./reference.js";
 import { LOOP_RESOLUTION_MS } from "./server-process.js";
-import { WORKLOADS, type CellResult, type LoadPlan, type WorkloadName } from "./service-load.js";
+import { WORKLOADS, type CellResult, type CellRun, type WorkloadName } from "./service-load.js";
+import { median } from "./stats.js";
 
 /** Answers of the echo servers (bench/echo-server.ts `--payload`). */
 export type EchoPayload = "small" | "embedding";
+
+/** What the limits and service phases run. */
+export interface BenchPlan {
+  transports: TransportName[];
+  workloads: WorkloadName[];
+  concurrencies: number[];
+  /** Rounds: each measures A, E and every service cell once. */
+  rounds: number;
+  /** How long each run keeps sending. */
+  durationMs: number;
+  /** Unmeasured load per server and transport before the first round. */
+  warmupMs: number;
+}
+
+/** Limit A on one corpus: every setting in the first round (best first), then the best setting once per round. */
+export interface LimitRounds {
+  settings: LimitResult[];
+  rounds: LimitResult[];
+}
 
 /** Everything one run measured, as bench/run.ts collects it (also what `--json` writes). */
 export interface BenchResults {
@@ -22,14 +44,16 @@ export interface BenchResults {
   model: { id: string; maxTokens: number; precision: string; servicePrecision?: string };
   profile: { tier: string; workers: number; intraOpThreads: number; tokenBudget: number; maxBatchSize: number };
   corpora: Record<CorpusName, Pick<Corpus, "minTokens" | "maxTokens" | "totalTokens"> & { texts: number }>;
-  plan: LoadPlan;
+  plan: BenchPlan;
   limitMs: number;
   precision?: ModelPrecisionReport;
   reference?: ReferenceReport;
-  limits: Partial<Record<CorpusName, LimitResult[]>>;
+  limits: Partial<Record<CorpusName, LimitRounds>>;
   echoConcurrency: number;
   echo: Array<CellResult & { payload: EchoPayload }>;
   service: CellResult[];
+  /** The transformers.js comparison of issue 6, when its phase ran. */
+  peer?: PeerResult;
 }
 
 const fixed = (value: number | undefined, digits = 0) => (value !== undefined && Number.isFinite(value) ? value.toFixed(digits) : "n/a");
@@ -39,15 +63,29 @@ const ratio = (value: number) => (Number.isFinite(value) ? value.toFixed(2) : "n
 const verdict = (passed: boolean | undefined) => (passed === undefined ? "n/a" : passed ? "met" : "**not met**");
 const settingLabel = (setting: LimitSetting) =>
   `${setting.threads} thread${setting.threads > 1 ? "s" : ""} x ${setting.intraOpThreads} intra-op, batch ${setting.batchSize}`;
-/** CPU time per text of a cell, server and client together. */
-const cpuPerText = (cell: CellResult | undefined) => (cell ? cell.summary.serverCpuUsPerText + cell.summary.clientCpuUsPerText : Number.NaN);
+/** CPU time per text of one run, server and client together. */
+const runCpuPerText = (run: CellRun) => ((run.server.cpuMs + run.clientCpuMs) * 1000) / run.texts;
+const runRequestsPerSecond = (run: CellRun) => (run.requests * 1000) / run.elapsedMs;
+/** Median over rounds of `ratio(round)`, for the rounds every input has. */
+const medianOverRounds = (rounds: number, ratioOf: (round: number) => number) => median(Array.from({ length: rounds }, (_, round) => ratioOf(round)));
 
 /** The run as markdown. */
 export function formatReport(results: BenchResults): string {
   const lines: string[] = [];
   const print = (...added: string[]) => lines.push(...added);
   const { plan, corpora, profile } = results;
-  const bestLimit = (name: CorpusName) => results.limits[name]?.[0];
+  /** A of a corpus: the best setting of the first round, rates as medians over rounds. */
+  const bestLimit = (name: CorpusName) => {
+    const limit = results.limits[name];
+    if (!limit) return undefined;
+    return {
+      setting: limit.settings[0],
+      rounds: limit.rounds,
+      textsPerSecond: median(limit.rounds.map((round) => round.textsPerSecond)),
+      tokensPerSecond: median(limit.rounds.map((round) => round.tokensPerSecond)),
+      cpuUsPerText: median(limit.rounds.map((round) => round.cpuUsPerText)),
+    };
+  };
   const idealPayload: EchoPayload = results.echo.some((cell) => cell.payload === "small") ? "small" : "embedding";
   const echoFor = (transport: TransportName) => results.echo.find((cell) => cell.transport === transport && cell.payload === idealPayload);
   const serviceCell = (transport: TransportName, workload: WorkloadName, concurrency: number) =>
@@ -63,7 +101,8 @@ export function formatReport(results: BenchResults): string {
       `profile ${profile.tier}: ${profile.workers} workers x ${profile.intraOpThreads} intra-op threads, token budget ${profile.tokenBudget}, at most ${profile.maxBatchSize} texts per batch.`,
     `Corpora: ${corpora.queries.texts} short texts (${corpora.queries.minTokens}-${corpora.queries.maxTokens} tokens, mean ${meanTokens("queries")}), ` +
       `${corpora.passages.texts} passages (${corpora.passages.minTokens}-${corpora.passages.maxTokens} tokens, mean ${meanTokens("passages")}).`,
-    `Service and echo runs: ${plan.runs} per cell, each sending for ${plan.durationMs / 1000} s then awaiting its requests in flight; figures are medians over runs.`,
+    `Limits and service: ${plan.rounds} round${plan.rounds > 1 ? "s" : ""}, each measuring A, E and every service cell once (runs send for ${plan.durationMs / 1000} s, then await their requests in flight); ` +
+      "figures are medians over rounds, target ratios medians of per-round ratios.",
     "",
   );
 
@@ -71,20 +110,26 @@ export function formatReport(results: BenchResults): string {
     print("## Model: precision variants and tokenizer (issue 2)", "", ...formatModelPrecision(results.precision, results.model.maxTokens, results.reference?.mixed.medianMs), "");
   }
 
-  const limitEntries = Object.entries(results.limits) as Array<[CorpusName, LimitResult[]]>;
+  const limitEntries = Object.entries(results.limits) as Array<[CorpusName, LimitRounds]>;
   if (limitEntries.length > 0 || results.echo.length > 0) {
     print(
       "## Limits measured in this run",
       "",
       `A: tokenize + raw onnxruntime-node inference (${results.model.precision}), texts sorted by token length, in worker threads of one process, no server; ` +
-        `${results.limitMs / 1000} s per setting; CPU is the whole process's. The best setting per corpus is A.`,
+        `${results.limitMs / 1000} s per setting; CPU is the whole process's. Every setting ran in the first round; the best one (A) ran again in each later round.`,
       "",
-      "| corpus | setting | texts/s | tokens/s | CPU µs/text |",
+      "| corpus | setting (first round) | texts/s | tokens/s | CPU µs/text |",
       "|---|---|---:|---:|---:|",
     );
-    for (const [name, limitResults] of limitEntries) {
-      limitResults.forEach((result, index) =>
-        print(`| ${name} | ${settingLabel(result)}${index === 0 ? " (**A**)" : ""} | ${fixed(result.textsPerSecond)} | ${fixed(result.tokensPerSecond)} | ${fixed(result.cpuUsPerText)} |`));
+    for (const [name, limit] of limitEntries) {
+      for (const result of limit.settings) {
+        print(`| ${name} | ${settingLabel(result)} | ${fixed(result.textsPerSecond)} | ${fixed(result.tokensPerSecond)} | ${fixed(result.cpuUsPerText)} |`);
+      }
+      const best = bestLimit(name);
+      print(
+        `| ${name} | **A**: ${best ? settingLabel(best.setting) : "n/a"}, median of ${limit.rounds.length} round${limit.rounds.length > 1 ? "s" : ""} ` +
+          `(${limit.rounds.map((round) => fixed(round.textsPerSecond)).join(", ")}) | **${fixed(best?.textsPerSecond)}** | ${fixed(best?.tokensPerSecond)} | ${fixed(best?.cpuUsPerText)} |`,
+      );
     }
     print(
       "",
@@ -153,29 +198,37 @@ export function formatReport(results: BenchResults): string {
     const top = results.echoConcurrency;
     const grpcPassages = serviceCell("grpc", "passages", 8);
     const passageLimit = bestLimit("passages");
-    const passageRatio = (grpcPassages?.summary.textsPerSecond ?? Number.NaN) / (passageLimit?.textsPerSecond ?? Number.NaN);
+    const passageRounds = Math.min(grpcPassages?.runs.length ?? 0, passageLimit?.rounds.length ?? 0);
+    const passageRatio = medianOverRounds(passageRounds, (round) =>
+      (grpcPassages?.runs[round].textsPerSecond ?? Number.NaN) / (passageLimit?.rounds[round].textsPerSecond ?? Number.NaN));
+    const passageCpuRatio = medianOverRounds(passageRounds, (round) =>
+      (passageLimit?.rounds[round].cpuUsPerText ?? Number.NaN) / (grpcPassages ? runCpuPerText(grpcPassages.runs[round]) : Number.NaN));
     print(
       "## Targets (issue 4)",
       "",
-      "Ratios of the service to the limits measured in this run. CPU ratio: the same comparison in CPU time per text " +
+      "Ratios of the service to the limits measured in the same round, median over rounds. CPU ratio: the same comparison in CPU time per text " +
         "(the limit's CPU over the service's server + client CPU), which a shared machine disturbs less than wall-clock throughput.",
       "",
       "| check | measured | limit | ratio | CPU ratio | target | verdict |",
       "|---|---:|---:|---:|---:|---:|---|",
       `| gRPC, passages 32/request, concurrency 8, vs A | ${fixed(grpcPassages?.summary.textsPerSecond)} texts/s | A ${fixed(passageLimit?.textsPerSecond)} | ` +
-        `${ratio(passageRatio)} | ${ratio((passageLimit?.cpuUsPerText ?? Number.NaN) / cpuPerText(grpcPassages))} | >= 0.90 | ${verdict(grpcPassages && passageLimit ? passageRatio >= 0.9 : undefined)} |`,
+        `${ratio(passageRatio)} | ${ratio(passageCpuRatio)} | >= 0.90 | ${verdict(passageRounds > 0 ? passageRatio >= 0.9 : undefined)} |`,
     );
     for (const transport of plan.transports) {
       const cell = serviceCell(transport, "short", top);
       const echo = echoFor(transport);
       const a = bestLimit("queries");
-      const ideal = 1 / (1 / (a?.textsPerSecond ?? Number.NaN) + 1 / (echo?.summary.requestsPerSecond ?? Number.NaN));
-      const value = (cell?.summary.textsPerSecond ?? Number.NaN) / ideal;
-      const idealCpu = (a?.cpuUsPerText ?? Number.NaN) + cpuPerText(echo);
+      const rounds = Math.min(cell?.runs.length ?? 0, echo?.runs.length ?? 0, a?.rounds.length ?? 0);
+      const idealOf = (round: number) =>
+        1 / (1 / (a?.rounds[round].textsPerSecond ?? Number.NaN) + 1 / (echo ? runRequestsPerSecond(echo.runs[round]) : Number.NaN));
+      const ideal = medianOverRounds(rounds, idealOf);
+      const value = medianOverRounds(rounds, (round) => (cell?.runs[round].textsPerSecond ?? Number.NaN) / idealOf(round));
+      const cpuValue = medianOverRounds(rounds, (round) =>
+        ((a?.rounds[round].cpuUsPerText ?? Number.NaN) + (echo ? runCpuPerText(echo.runs[round]) : Number.NaN)) / (cell ? runCpuPerText(cell.runs[round]) : Number.NaN));
       print(
         `| ${TRANSPORT_LABELS[transport]}, short texts 1/request, concurrency ${top}, vs 1/(1/A + 1/E) | ${fixed(cell?.summary.textsPerSecond)} texts/s | ` +
-          `ideal ${fixed(ideal)} (A ${fixed(a?.textsPerSecond)}, E ${fixed(echo?.summary.requestsPerSecond)}) | ${ratio(value)} | ${ratio(idealCpu / cpuPerText(cell))} | >= 0.80 | ` +
-          `${verdict(cell && Number.isFinite(ideal) ? value >= 0.8 : undefined)} |`,
+          `ideal ${fixed(ideal)} (A ${fixed(a?.textsPerSecond)}, E ${fixed(echo?.summary.requestsPerSecond)}) | ${ratio(value)} | ${ratio(cpuValue)} | >= 0.80 | ` +
+          `${verdict(rounds > 0 ? value >= 0.8 : undefined)} |`,
       );
     }
     for (const { transport, workload, summary } of results.service.filter((cell) => cell.concurrency === top)) {
@@ -186,5 +239,6 @@ export function formatReport(results: BenchResults): string {
     }
     print("");
   }
+  if (results.peer) print(formatPeerResult(results.peer));
   return lines.join("\n");
 }

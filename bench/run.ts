@@ -1,22 +1,29 @@
 /**
  * `npm run bench`: the benchmarks of issues 2 and 4, in one run on this machine,
- * printed as markdown on stdout (progress goes to stderr). Phases, in the order they run:
+ * printed as markdown on stdout (progress goes to stderr). Phases:
  *
  * 1. `model`: precision variants of the default model on a batch of 32 mixed
  *    sentences, and tokenizer throughput (bench/model-precision.ts).
  * 2. `reference`: the TF.js reference on that batch and on the corpora, in its own process.
- * 3. `limits`: A, tokenize + raw onnxruntime inference on length-sorted batches for
- *    several thread/batch settings (bench/inference-limit.ts); E, bare echo servers on the
- *    same transports and clients (bench/echo-server.ts) at the highest concurrency.
+ * 3. `limits`: A, tokenize + raw onnxruntime inference on length-sorted batches
+ *    (bench/inference-limit.ts), and E, bare echo servers on the same transports and
+ *    clients (bench/echo-server.ts) at the highest concurrency.
  * 4. `service`: the real service in a child process (bench/service-server.ts) over gRPC,
  *    Connect JSON and REST, short texts 1 per request and passages 32 per request, at
  *    each concurrency: throughput, latency, the server's event-loop delay and CPU time.
- * The report (bench/report.ts) ends with the targets of issue 4 as ratios against the
- * limits measured in the same run.
+ * 5. `peer`: transformers.js against the service on a MiniLM-shaped model
+ *    (bench/peer-transformers-js.ts, issue 6); runs last, once the other servers stopped.
  *
- * Options: `--quick` (one 1-second run per cell, shorter limits), `--phases model,reference,limits,service`,
+ * Phases 1 and 2 run first. Phases 3 and 4 run in rounds (`--runs`, default 3): each
+ * round measures A, then E, then every service cell once, so the limits and the service
+ * are measured close in time and a change in the machine's background load moves both;
+ * the report gives medians over rounds and the targets as medians of per-round ratios.
+ * The first round tries every A setting (1 thread x 2 intra-op threads, 2 x 1, batches
+ * of 32 and 64); later rounds measure the best one again.
+ *
+ * Options: `--quick` (one round of 1-second runs, shorter limits), `--phases model,reference,limits,service,peer`,
  * `--transports grpc,connect-json,rest`, `--workloads short,passages`, `--concurrency 1,8,64`,
- * `--runs N`, `--duration S` (seconds a run keeps sending), `--limit-seconds S` (per A setting),
+ * `--runs N` (rounds), `--duration S` (seconds a run keeps sending), `--limit-seconds S` (per A setting),
  * `--precision-runs N`, `--reference-runs N`, `--reference-batches N`,
  * `--echo-payload small,embedding` (E's answer; "embedding" adds a row per transport),
  * `--cpu-prof DIR` (the service child writes a .cpuprofile per thread there), `--json FILE` (raw results).
@@ -27,15 +34,16 @@ import { parseArgs } from "node:util";
 import * as ort from "onnxruntime-node";
 import { loadCorpus, type Corpus, type CorpusName } from "./corpora.js";
 import { loadBenchModel } from "./default-model.js";
-import { measureInferenceLimit, type LimitSetting } from "./inference-limit.js";
+import { measureInferenceLimit, measureLimitSetting, type LimitSetting } from "./inference-limit.js";
 import { TRANSPORTS, type TransportName } from "./load-clients.js";
 import { measureModelPrecision } from "./model-precision.js";
+import { runPeerComparison } from "./peer-transformers-js.js";
 import { runReference } from "./reference.js";
-import { formatReport, type BenchResults, type EchoPayload } from "./report.js";
+import { formatReport, type BenchPlan, type BenchResults, type EchoPayload } from "./report.js";
 import { startServerProcess } from "./server-process.js";
-import { runLoadPlan, WORKLOADS, type LoadPlan, type WorkloadName } from "./service-load.js";
+import { createLoadTarget, summarizeRuns, WORKLOADS, type CellKey, type CellRun, type LoadTarget, type WorkloadName } from "./service-load.js";
 
-const PHASES = ["model", "reference", "limits", "service"] as const;
+const PHASES = ["model", "reference", "limits", "service", "peer"] as const;
 type Phase = (typeof PHASES)[number];
 
 const { values } = parseArgs({
@@ -79,11 +87,11 @@ const workloads = listOption<WorkloadName>("workloads", values.workloads, Object
 const echoPayloads = listOption<EchoPayload>("echo-payload", values["echo-payload"], ["small", "embedding"]);
 const concurrencies = (values.concurrency ?? "").split(",").map(Number);
 if (concurrencies.some((value) => !Number.isInteger(value) || value < 1)) throw new Error(`--concurrency: expected positive integers, got "${values.concurrency}"`);
-const plan: LoadPlan = {
+const plan: BenchPlan = {
   transports,
   workloads,
   concurrencies,
-  runs: numberOption("runs", 3, 1),
+  rounds: numberOption("runs", 3, 1),
   durationMs: numberOption("duration", 3, 1) * 1000,
   warmupMs: quick ? 300 : 800,
 };
@@ -133,31 +141,22 @@ if (phases.has("reference")) {
   results.reference = await runReference(runs, batches);
 }
 
-if (phases.has("limits")) {
-  const settings: LimitSetting[] = [1, availableParallelism()].flatMap((threads) =>
-    [32, 64].map((batchSize) => ({ threads, intraOpThreads: Math.max(1, Math.floor(availableParallelism() / threads)), batchSize })));
-  for (const name of new Set(workloads.map((workload) => WORKLOADS[workload].corpus))) {
-    progress(`limit A on ${name}: ${settings.length} settings x ${limitMs / 1000} s`);
-    results.limits[name] = await measureInferenceLimit(model, corpora[name], settings, limitMs);
-    progress(`  best: ${rate(results.limits[name]?.[0]?.textsPerSecond ?? Number.NaN)} texts/s`);
-  }
-  for (const payload of echoPayloads) {
-    progress(`limit E: echo servers (${payload} answer), short texts at concurrency ${echoConcurrency}`);
-    const echo = await startServerProcess(new URL("./echo-server.ts", import.meta.url), { args: ["--payload", payload] });
-    try {
-      const cells = await runLoadPlan(echo, corpora, { ...plan, workloads: ["short"], concurrencies: [echoConcurrency] }, (cell) =>
-        progress(`  echo ${cell.transport}: ${rate(cell.summary.requestsPerSecond)} requests/s`));
-      results.echo.push(...cells.map((cell) => ({ ...cell, payload })));
-    } finally {
-      await echo.stop();
+const limitSettings: LimitSetting[] = [1, availableParallelism()].flatMap((threads) =>
+  [32, 64].map((batchSize) => ({ threads, intraOpThreads: Math.max(1, Math.floor(availableParallelism() / threads)), batchSize })));
+const cellKeys: CellKey[] = transports.flatMap((transport) =>
+  workloads.flatMap((workload) => concurrencies.map((concurrency) => ({ transport, workload, concurrency }))));
+const echoTargets: Array<{ payload: EchoPayload; target: LoadTarget }> = [];
+let serviceTarget: LoadTarget | undefined;
+try {
+  if (phases.has("limits")) {
+    for (const payload of echoPayloads) {
+      const echo = await startServerProcess(new URL("./echo-server.ts", import.meta.url), { args: ["--payload", payload] });
+      echoTargets.push({ payload, target: createLoadTarget(echo, transports, corpora) });
     }
   }
-}
-
-if (phases.has("service")) {
-  progress(`service: ${transports.join(", ")} x ${workloads.join(", ")} x concurrency ${concurrencies.join(", ")} x ${plan.runs} runs of ${plan.durationMs / 1000} s`);
-  const service = await startServerProcess(new URL("./service-server.ts", import.meta.url), { cpuProfileDir: values["cpu-prof"] });
-  try {
+  if (phases.has("service")) {
+    const service = await startServerProcess(new URL("./service-server.ts", import.meta.url), { cpuProfileDir: values["cpu-prof"] });
+    serviceTarget = createLoadTarget(service, transports, corpora);
     const probe = await fetch(`${service.urls.http1}/v1/embeddings`, {
       method: "POST",
       headers: { "content-type": "application/json" },
@@ -166,12 +165,71 @@ if (phases.has("service")) {
     const servicePrecision = ((await probe.json()) as { model_info?: { precision?: string } }).model_info?.precision ?? "unknown";
     results.model.servicePrecision = servicePrecision;
     if (servicePrecision !== model.precision) progress(`WARNING: the service ran ${servicePrecision}, limit A used ${model.precision}`);
-    results.service = await runLoadPlan(service, corpora, plan, ({ transport, workload, concurrency, summary }) =>
-      progress(`  ${transport} ${workload} c${concurrency}: ${rate(summary.textsPerSecond)} texts/s, p99 ${summary.latencyMs.p99.toFixed(1)} ms, ` +
-        `loop p99 ${summary.loopP99Ms.toFixed(1)} ms${summary.errors ? `, ${summary.errors} errors (${summary.firstError})` : ""}`));
-  } finally {
-    await service.stop();
   }
+  for (const { payload, target } of echoTargets) {
+    progress(`warm-up: echo (${payload})`);
+    await target.warmUp(["short"], echoConcurrency, plan.warmupMs);
+  }
+  if (serviceTarget) {
+    progress("warm-up: service");
+    await serviceTarget.warmUp(workloads, Math.max(...concurrencies), plan.warmupMs);
+  }
+
+  const limitCorpora = [...new Set(workloads.map((workload) => WORKLOADS[workload].corpus))];
+  const echoRuns = new Map<string, CellRun[]>();
+  const serviceRuns = new Map<string, CellRun[]>();
+  const keyOf = (cell: CellKey, payload = "") => `${payload}|${cell.transport}|${cell.workload}|${cell.concurrency}`;
+  const record = (runs: Map<string, CellRun[]>, key: string, run: CellRun) => runs.set(key, [...(runs.get(key) ?? []), run]);
+  for (let round = 0; round < plan.rounds; round++) {
+    progress(`round ${round + 1} of ${plan.rounds}`);
+    if (phases.has("limits")) {
+      for (const name of limitCorpora) {
+        const limit = results.limits[name];
+        if (!limit) {
+          const settings = await measureInferenceLimit(model, corpora[name], limitSettings, limitMs);
+          results.limits[name] = { settings, rounds: [settings[0]] };
+        } else {
+          limit.rounds.push(await measureLimitSetting(model, corpora[name], limit.settings[0], limitMs));
+        }
+        progress(`  A ${name}: ${rate(results.limits[name]?.rounds.at(-1)?.textsPerSecond ?? Number.NaN)} texts/s`);
+      }
+      for (const { payload, target } of echoTargets) {
+        for (const transport of transports) {
+          const cell: CellKey = { transport, workload: "short", concurrency: echoConcurrency };
+          const run = await target.run(cell, plan.durationMs);
+          record(echoRuns, keyOf(cell, payload), run);
+          progress(`  E ${payload} ${transport}: ${rate((run.requests * 1000) / run.elapsedMs)} requests/s`);
+        }
+      }
+    }
+    if (serviceTarget) {
+      for (const cell of cellKeys) {
+        const run = await serviceTarget.run(cell, plan.durationMs);
+        record(serviceRuns, keyOf(cell), run);
+        progress(`  ${cell.transport} ${cell.workload} c${cell.concurrency}: ${rate(run.textsPerSecond)} texts/s, p99 ${run.latencyMs.p99.toFixed(1)} ms, ` +
+          `loop p99 ${run.server.loopP99Ms.toFixed(1)} ms${run.errors ? `, ${run.errors} errors (${run.firstError})` : ""}`);
+      }
+    }
+  }
+  for (const { payload } of echoTargets) {
+    for (const transport of transports) {
+      const cell: CellKey = { transport, workload: "short", concurrency: echoConcurrency };
+      const runs = echoRuns.get(keyOf(cell, payload)) ?? [];
+      results.echo.push({ ...cell, payload, runs, summary: summarizeRuns(runs) });
+    }
+  }
+  results.service = cellKeys.map((cell) => {
+    const runs = serviceRuns.get(keyOf(cell)) ?? [];
+    return { ...cell, runs, summary: summarizeRuns(runs) };
+  });
+} finally {
+  for (const target of [...echoTargets.map((entry) => entry.target), ...(serviceTarget ? [serviceTarget] : [])]) {
+    target.close();
+    await target.server.stop();
+  }
+}
+if (phases.has("peer")) {
+  results.peer = await runPeerComparison({ runs: quick ? 1 : undefined, progress });
 }
 results.loadAverage.end = loadAverage();
 

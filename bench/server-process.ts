@@ -128,7 +128,9 @@ export async function startServerProcess(script: URL, options: ServerProcessOpti
 /**
  * The child's side: announces `urls`, measures each phase (event-loop delay
  * histogram and utilisation of this main thread, process CPU time, and the
- * increase of whatever `readCounters` returns), and on "stop" awaits `stop` and exits.
+ * increase of whatever `readCounters` returns), and on "stop" awaits `stop` and
+ * exits. The histogram samples only during phases, so an idle server between
+ * phases costs nothing while other measurements run.
  */
 export function serveBenchProtocol(
   urls: ServerUrls,
@@ -138,7 +140,6 @@ export function serveBenchProtocol(
   if (!process.send) throw new Error("a bench server must be started by bench/server-process.ts (no IPC channel)");
   const send = (message: ChildMessage) => process.send?.(message);
   const histogram = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
-  histogram.enable();
   const toMs = (nanoseconds: number) => nanoseconds / 1e6;
   let cpuAtStart = process.cpuUsage();
   let utilizationAtStart = performance.eventLoopUtilization();
@@ -147,10 +148,12 @@ export function serveBenchProtocol(
     if (message.type === "phase-start") {
       countersAtStart = await readCounters();
       histogram.reset();
+      histogram.enable();
       cpuAtStart = process.cpuUsage();
       utilizationAtStart = performance.eventLoopUtilization();
       send({ type: "phase-started" });
     } else if (message.type === "phase-end") {
+      histogram.disable();
       const cpu = process.cpuUsage(cpuAtStart);
       const utilization = performance.eventLoopUtilization(utilizationAtStart).utilization;
       const counters = await readCounters();

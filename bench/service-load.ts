@@ -1,7 +1,7 @@
 /**
  * Drives a server child process (the real service or the bare echo servers)
  * with closed-loop clients over each transport, workload and concurrency, and
- * collects per-run throughput, latency and the server's event-loop delay.
+ * collects per-run throughput, latency, and the server's own measurements.
  */
 import { runClosedLoop, type ClosedLoopResult } from "./closed-loop.js";
 import type { Corpus, CorpusName } from "./corpora.js";
@@ -20,21 +20,11 @@ export const WORKLOADS = {
 /** One of {@link WORKLOADS}. */
 export type WorkloadName = keyof typeof WORKLOADS;
 
-/** Which cells to run and how long. */
-export interface LoadPlan {
-  transports: readonly TransportName[];
-  workloads: readonly WorkloadName[];
-  concurrencies: readonly number[];
-  /** Runs per cell; the cell reports medians over them. */
-  runs: number;
-  /** How long each run keeps sending (requests in flight then are awaited). */
-  durationMs: number;
-  /**
-   * Load sent per transport and workload before the first cell, not counted
-   * (connections, ONNX sessions, JIT): short texts at the highest concurrency,
-   * passages at concurrency 2 (a round of 64 x 32 passages takes seconds).
-   */
-  warmupMs: number;
+/** One transport x workload x concurrency cell. */
+export interface CellKey {
+  transport: TransportName;
+  workload: WorkloadName;
+  concurrency: number;
 }
 
 /** The medians over a cell's runs. */
@@ -60,16 +50,14 @@ export interface CellSummary {
 /** One run of a cell: the client's view, the server's own measurements, and the client process's CPU time. */
 export type CellRun = ClosedLoopResult & { server: ServerPhaseStats; clientCpuMs: number };
 
-/** One transport x workload x concurrency cell. */
-export interface CellResult {
-  transport: TransportName;
-  workload: WorkloadName;
-  concurrency: number;
+/** A cell with its runs (in round order) and their medians. */
+export interface CellResult extends CellKey {
   runs: CellRun[];
   summary: CellSummary;
 }
 
-function summarize(runs: CellRun[]): CellSummary {
+/** Medians over a cell's runs (worst run for the loop delay, sums for errors). */
+export function summarizeRuns(runs: CellRun[]): CellSummary {
   const of = (pick: (run: CellRun) => number) => median(runs.map(pick));
   return {
     textsPerSecond: of((run) => run.textsPerSecond),
@@ -87,56 +75,60 @@ function summarize(runs: CellRun[]): CellSummary {
   };
 }
 
+/** A server under load: one client per transport, kept open across rounds. */
+export interface LoadTarget {
+  server: ServerProcess;
+  /**
+   * Sends load that is not measured (connections, ONNX sessions, JIT): short
+   * texts at `concurrency`, passages at concurrency 2 (a round of 64 x 32
+   * passages takes seconds), for `durationMs` each, over every transport.
+   */
+  warmUp(workloads: readonly WorkloadName[], concurrency: number, durationMs: number): Promise<void>;
+  /** One measured run of a cell: the server's measurements are reset before and read after. */
+  run(cell: CellKey, durationMs: number): Promise<CellRun>;
+  /** Closes the clients (the server keeps running). */
+  close(): void;
+}
+
 /**
- * Runs every cell of `plan` against `server`, transport by transport (one
- * client per transport, reused by its cells), and returns the cells in order.
- * `onCell` is told about each finished cell (progress on stderr).
+ * Creates the clients for `transports` against `server`. Requests take
+ * consecutive texts of their corpus, continuing across runs, so runs do not
+ * all repeat the first texts.
  */
-export async function runLoadPlan(
-  server: ServerProcess,
-  corpora: Record<CorpusName, Corpus>,
-  plan: LoadPlan,
-  onCell?: (cell: CellResult) => void,
-): Promise<CellResult[]> {
-  const cells: CellResult[] = [];
+export function createLoadTarget(server: ServerProcess, transports: readonly TransportName[], corpora: Record<CorpusName, Corpus>): LoadTarget {
+  const clients = new Map(transports.map((transport) => [transport, createLoadClient(transport, server.urls)]));
   const offsets: Record<CorpusName, number> = { queries: 0, passages: 0 };
-  for (const transport of plan.transports) {
-    const client = createLoadClient(transport, server.urls);
-    try {
-      const load = async (workload: WorkloadName, concurrency: number, durationMs: number) => {
-        const { corpus, textsPerRequest } = WORKLOADS[workload];
-        const result = await runClosedLoop({
-          send: (texts) => client.embed(texts),
-          source: corpora[corpus].texts,
-          offset: offsets[corpus],
-          textsPerRequest,
-          concurrency,
-          durationMs,
-        });
-        offsets[corpus] = result.nextOffset;
-        return result;
-      };
-      for (const workload of plan.workloads) {
-        await load(workload, workload === "short" ? Math.max(...plan.concurrencies) : 2, plan.warmupMs);
+  const load = async ({ transport, workload, concurrency }: CellKey, durationMs: number) => {
+    const client = clients.get(transport);
+    if (!client) throw new Error(`no client for ${transport}`);
+    const { corpus, textsPerRequest } = WORKLOADS[workload];
+    const result = await runClosedLoop({
+      send: (texts) => client.embed(texts),
+      source: corpora[corpus].texts,
+      offset: offsets[corpus],
+      textsPerRequest,
+      concurrency,
+      durationMs,
+    });
+    offsets[corpus] = result.nextOffset;
+    return result;
+  };
+  return {
+    server,
+    async warmUp(workloads, concurrency, durationMs) {
+      for (const transport of transports) {
+        for (const workload of workloads) await load({ transport, workload, concurrency: workload === "short" ? concurrency : 2 }, durationMs);
       }
-      for (const workload of plan.workloads) {
-        for (const concurrency of plan.concurrencies) {
-          const runs: CellRun[] = [];
-          for (let run = 0; run < plan.runs; run++) {
-            await server.beginPhase();
-            const cpuAtStart = process.cpuUsage();
-            const result = await load(workload, concurrency, plan.durationMs);
-            const clientCpu = process.cpuUsage(cpuAtStart);
-            runs.push({ ...result, server: await server.endPhase(), clientCpuMs: (clientCpu.user + clientCpu.system) / 1000 });
-          }
-          const cell = { transport, workload, concurrency, runs, summary: summarize(runs) };
-          cells.push(cell);
-          onCell?.(cell);
-        }
-      }
-    } finally {
-      client.close();
-    }
-  }
-  return cells;
+    },
+    async run(cell, durationMs) {
+      await server.beginPhase();
+      const cpuAtStart = process.cpuUsage();
+      const result = await load(cell, durationMs);
+      const clientCpu = process.cpuUsage(cpuAtStart);
+      return { ...result, server: await server.endPhase(), clientCpuMs: (clientCpu.user + clientCpu.system) / 1000 };
+    },
+    close() {
+      for (const client of clients.values()) client.close();
+    },
+  };
 }
