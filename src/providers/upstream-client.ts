@@ -58,6 +58,8 @@ const DETAIL_CHARS = 300;
  * provider's `timeout_ms`; an aborted `signal` rejects with its reason.
  */
 export function createUpstreamClient(provider: ProviderConfig, apiKey: string | undefined, fetchImpl: typeof fetch = fetch): UpstreamClient {
+  // An upstream (or a proxy before it) may echo the request in an error body; the key must not reach the logs that way.
+  const scrub = (text: string) => (apiKey === undefined ? text : text.split(apiKey).join("<redacted>")).slice(0, DETAIL_CHARS);
   const post = async (url: string, body: unknown, signal?: AbortSignal): Promise<unknown> => {
     const timeout = AbortSignal.timeout(provider.timeoutMs);
     const combined = signal === undefined ? timeout : AbortSignal.any([signal, timeout]);
@@ -74,7 +76,7 @@ export function createUpstreamClient(provider: ProviderConfig, apiKey: string | 
       throw new UpstreamFailure("network", (error as Error).message, { cause: error });
     }
     if (!response.ok) {
-      throw new UpstreamFailure("http", `HTTP ${response.status}: ${text.slice(0, DETAIL_CHARS)}`, {
+      throw new UpstreamFailure("http", `HTTP ${response.status}: ${scrub(text)}`, {
         status: response.status,
         retryAfterMs: retryAfterMs(response.headers),
       });
@@ -82,7 +84,7 @@ export function createUpstreamClient(provider: ProviderConfig, apiKey: string | 
     try {
       return JSON.parse(text) as unknown;
     } catch (error) {
-      throw new UpstreamFailure("bad_response", `malformed JSON: ${text.slice(0, DETAIL_CHARS)}`, { cause: error });
+      throw new UpstreamFailure("bad_response", `malformed JSON: ${scrub(text)}`, { cause: error });
     }
   };
 

@@ -195,6 +195,9 @@ describe("upstream client", () => {
     expect((await failure(answering(200, "{"))).kind).toBe("bad_response");
     const limited = await failure(answering(429, "{}", { "retry-after": "3" }));
     expect(limited).toMatchObject({ kind: "http", status: 429, retryAfterMs: 3000 });
+    const echoed = (await createUpstreamClient(config, "sk-echoed", answering(401, '{"error": "bad key sk-echoed"}')).embed({ texts: ["a"], model: "m" })
+      .catch((error: unknown) => error)) as UpstreamFailure;
+    expect(echoed.detail).toBe('HTTP 401: {"error": "bad key <redacted>"}');
     const unreachable = await failure((async () => {
       throw new TypeError("fetch failed");
     }) as typeof fetch);
