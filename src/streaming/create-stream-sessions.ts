@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { performance } from "node:perf_hooks";
 import { EmbedderError } from "../domain/errors.js";
 import type { ErrorReason } from "../domain/errors.js";
@@ -236,6 +237,8 @@ function openSession(deps: SessionDeps): { session: StreamSession; stats: () => 
   let flushes = 0;
   let roomWaiters: Array<() => void> = [];
   const cancel = new AbortController();
+  // Every flush in flight listens on this signal; the pending-chunk limit bounds how many there are.
+  setMaxListeners(0, cancel.signal);
   const queue = createAnswerQueue<ChunkAnswer>(() => {
     pendingChunks -= 1;
     wakeWriters();

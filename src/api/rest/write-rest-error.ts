@@ -26,16 +26,23 @@ export function openAiErrorType(status: number): string {
  */
 export function writeRestError(response: NodeResponse, error: EmbedderError, requestId: string): void {
   const retryAfter = retryAfterSeconds(error);
-  const status = ERROR_TABLE[error.reason].httpStatus;
+  sendJson(response, ERROR_TABLE[error.reason].httpStatus, retryAfter === undefined ? {} : { "retry-after": String(retryAfter) }, restErrorEnvelope(error, requestId));
+}
+
+/**
+ * The error envelope itself, for answers that are not a plain REST response:
+ * the last record of an NDJSON or SSE stream, a refused WebSocket upgrade.
+ */
+export function restErrorEnvelope(error: EmbedderError, requestId: string) {
   const field = error.details.field;
-  sendJson(response, status, retryAfter === undefined ? {} : { "retry-after": String(retryAfter) }, {
+  return {
     error: {
       code: error.reason,
       message: error.message,
-      type: openAiErrorType(status),
+      type: openAiErrorType(ERROR_TABLE[error.reason].httpStatus),
       param: typeof field === "string" ? field : null,
       details: error.details,
       request_id: requestId,
     },
-  });
+  };
 }

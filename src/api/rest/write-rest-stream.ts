@@ -5,6 +5,7 @@ import { EmbedderError } from "../../domain/errors.js";
 import type { NodeRequest, NodeResponse } from "../node-types.js";
 import { logEmbedderError } from "../to-connect-error.js";
 import { messageToRestJson } from "./rest-json.js";
+import { restErrorEnvelope } from "./write-rest-error.js";
 
 /** How a server stream is written over REST. */
 export type RestStreamFormat = "ndjson" | "sse";
@@ -47,8 +48,8 @@ export interface RestStreamCall {
  * in the REST JSON mapping, flushed as it comes. The first message is awaited
  * before anything is written, so a failure before it (a bad request, an
  * unknown model) is thrown for the REST error envelope with its own status. A
- * failure after it can only travel in the body: a last record
- * `{"error": {code, message, details, request_id}}` (SSE: `event: error`).
+ * failure after it can only travel in the body: a last record holding the
+ * REST error envelope (SSE: `event: error`).
  * Writing honours backpressure (the next message is taken only once the
  * client has taken the previous ones), and a client that goes away stops the
  * stream.
@@ -91,8 +92,7 @@ export async function writeRestStream<Output extends DescMessage>(
     const error = EmbedderError.from(reason);
     if (gone) return;
     logEmbedderError(call.logger, error, { requestId: call.requestId, stream: format });
-    const envelope = { error: { code: error.reason, message: error.message, details: error.details, request_id: call.requestId } };
-    await write(record(format, "error", JSON.stringify(envelope)));
+    await write(record(format, "error", JSON.stringify(restErrorEnvelope(error, call.requestId))));
   } finally {
     await iterator.return?.();
   }

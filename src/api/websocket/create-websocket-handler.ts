@@ -9,6 +9,7 @@ import type { Principal } from "../../domain/types.js";
 import type { StreamSession, StreamSessions } from "../../streaming/create-stream-sessions.js";
 import { ERROR_TABLE, retryAfterSeconds } from "../error-table.js";
 import { REQUEST_ID_HEADER, resolveRequestId } from "../request-context.js";
+import { restErrorEnvelope } from "../rest/write-rest-error.js";
 import { logEmbedderError } from "../to-connect-error.js";
 import {
   answerPayload,
@@ -137,8 +138,14 @@ function serveConnection(
 ): Connection {
   const { requestId, principal } = caller;
   let stream: OpenStream | undefined;
-  /** Messages that arrived while a stream was opening, replayed once it is open. */
-  let held: Envelope<ClientMessageType>[] | undefined;
+  /**
+   * Messages read but not handled yet, in order: those that came while a
+   * stream was opening, and chunks for a full stream (what ws had already read
+   * when the socket paused). Bounded by what one read of the socket holds.
+   */
+  const inbox: Envelope<ClientMessageType>[] = [];
+  let opening = false;
+  let waitingForRoom = false;
   let answeredPing = true;
   let shuttingDown = false;
 
@@ -166,10 +173,35 @@ function serveConnection(
   }, options.pingIntervalMs);
   webSocket.on("pong", () => (answeredPing = true));
 
-  const pauseUntilWritable = (session: StreamSession) => {
-    if (session.hasRoom() || webSocket.isPaused) return;
+  const full = () => stream !== undefined && stream.session.accepting() && !stream.session.hasRoom();
+  /** Stops reading the socket until the stream has room, then goes on with the inbox. */
+  const waitForRoom = (session: StreamSession) => {
     webSocket.pause();
-    void session.writable().then(() => webSocket.resume());
+    if (waitingForRoom) return;
+    waitingForRoom = true;
+    void session.writable().then(() => {
+      waitingForRoom = false;
+      drainInbox();
+    });
+  };
+  const drainInbox = () => {
+    while (inbox.length > 0 && !opening) {
+      if (inbox[0].type === "add_chunk" && full()) {
+        waitForRoom(stream!.session);
+        return;
+      }
+      const message = inbox.shift()!;
+      try {
+        handle(message);
+      } catch (reason) {
+        replyError(message, EmbedderError.from(reason));
+      }
+    }
+    if (!opening && !full()) webSocket.resume();
+  };
+  const replyError = (message: Envelope<ClientMessageType> | undefined, error: EmbedderError) => {
+    const chunkId = message?.type === "add_chunk" ? message.payload.chunk_id : undefined;
+    void send(message?.id ?? "", "error", typeof chunkId === "string" ? { ...errorPayload(error), chunk_id: chunkId } : errorPayload(error));
   };
 
   const pump = async (opened: OpenStream) => {
@@ -187,13 +219,13 @@ function serveConnection(
     } finally {
       session.close();
       if (stream === opened) stream = undefined;
-      if (webSocket.isPaused) webSocket.resume();
       if (shuttingDown) webSocket.close(1001, "server shutting down");
+      else drainInbox();
     }
   };
 
   const openStream = async (message: Envelope<ClientMessageType>) => {
-    held = [];
+    opening = true;
     webSocket.pause();
     try {
       const asked = toWebSocketStreamSettings(message.payload, requestId);
@@ -211,18 +243,12 @@ function serveConnection(
     } catch (reason) {
       await sendError(message.id, EmbedderError.from(reason));
     } finally {
-      const replay = held;
-      held = undefined;
-      for (const early of replay) handle(early);
-      if (stream === undefined || stream.session.hasRoom()) webSocket.resume();
+      opening = false;
+      drainInbox();
     }
   };
 
   const handle = (message: Envelope<ClientMessageType>) => {
-    if (held !== undefined) {
-      held.push(message);
-      return;
-    }
     switch (message.type) {
       case "handshake":
         void send(message.id, "handshake", {
@@ -256,7 +282,7 @@ function serveConnection(
         const chunk = toWebSocketChunk(message.payload);
         const arrival = stream.session.add(chunk);
         stream.chunkMessageIds.set(arrival, message.id);
-        pauseUntilWritable(stream.session);
+        if (full()) waitForRoom(stream.session);
         return;
       }
       case "end_stream":
@@ -266,16 +292,14 @@ function serveConnection(
   };
 
   webSocket.on("message", (data, isBinary) => {
-    let message: Envelope<ClientMessageType> | undefined;
     try {
       if (isBinary) throw new EmbedderError("INVALID_ARGUMENT", "messages are JSON text frames");
-      message = parseClientMessage(data.toString());
-      handle(message);
+      inbox.push(parseClientMessage(data.toString()));
     } catch (reason) {
-      const error = EmbedderError.from(reason);
-      const chunkId = message?.type === "add_chunk" ? message.payload.chunk_id : undefined;
-      void send(message?.id ?? "", "error", typeof chunkId === "string" ? { ...errorPayload(error), chunk_id: chunkId } : errorPayload(error));
+      replyError(undefined, EmbedderError.from(reason));
+      return;
     }
+    drainInbox();
   });
   webSocket.on("error", (error) => options.logger.debug({ err: error, requestId }, "websocket error"));
   webSocket.once("close", () => {
@@ -288,14 +312,14 @@ function serveConnection(
   return {
     shutdown() {
       shuttingDown = true;
-      if (stream === undefined && held === undefined) webSocket.close(1001, "server shutting down");
+      if (stream === undefined && !opening) webSocket.close(1001, "server shutting down");
     },
   };
 }
 
 /** Answers a refused upgrade with the REST error envelope and closes the socket. */
 function refuse(socket: Duplex, error: EmbedderError, requestId: string): void {
-  const body = JSON.stringify({ error: { code: error.reason, message: error.message, details: error.details, request_id: requestId } });
+  const body = JSON.stringify(restErrorEnvelope(error, requestId));
   const status = ERROR_TABLE[error.reason].httpStatus;
   const retryAfter = retryAfterSeconds(error);
   socket.end(
