@@ -54,7 +54,7 @@ const WORKER_RECOVERY_MS = 5_000;
 export interface EmbedderService extends Embedder {
   /** From now on new requests get SHUTTING_DOWN and health is unhealthy. */
   beginShutdown(): void;
-  /** Resolves when no accepted request is in the pipeline any more. */
+  /** Resolves when no accepted request is in the pipeline any more and no batch runs (cancelled callers' included). */
   drained(): Promise<void>;
 }
 
@@ -398,9 +398,13 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
     beginShutdown() {
       shuttingDown = true;
     },
-    drained: () => new Promise<void>((resolve) => {
-      if (active === 0) resolve();
-      else drainWaiters.push(resolve);
-    }),
+    drained: async () => {
+      await new Promise<void>((resolve) => {
+        if (active === 0) resolve();
+        else drainWaiters.push(resolve);
+      });
+      // A batch whose callers all cancelled (a dropped stream) may still be running in a worker; closing the pool under it aborts the process.
+      await batcher.idle();
+    },
   };
 }
