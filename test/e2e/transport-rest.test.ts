@@ -1,4 +1,5 @@
 import http2 from "node:http2";
+import net from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ERROR_TABLE } from "../../src/api/error-table.js";
 import { ERROR_REASONS } from "../../src/domain/errors.js";
@@ -155,6 +156,32 @@ describe("REST transcoding", () => {
     expect(records.map((record) => record.embedding)).toEqual([Array.from(fakeVector("left")), Array.from(fakeVector("right"))]);
     expect(records[0].model_info.model_id).toBe(FAKE_MODEL_ID);
     expectError(await rest("/api/v1/embeddings/stream", { body: { texts: [] } }), 400, "EMPTY_INPUT");
+  });
+
+  it("answers an h2c upgrade offer in HTTP/1.1 as before, while the WebSocket route takes upgrades", async () => {
+    const exchange = (request: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = net.connect(server.port, "127.0.0.1", () => socket.write(request));
+        let answer = "";
+        socket.on("data", (bytes) => {
+          answer += bytes.toString("latin1");
+          if (answer.includes("\r\n\r\n")) {
+            socket.destroy();
+            resolve(answer);
+          }
+        });
+        socket.on("error", reject);
+      });
+    const h2c = await exchange(
+      "GET /v1/health HTTP/1.1\r\nhost: localhost\r\nconnection: Upgrade, HTTP2-Settings\r\nupgrade: h2c\r\nhttp2-settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    );
+    expect(h2c).toMatch(/^HTTP\/1\.1 200 /);
+    const webSocket = await exchange(
+      "GET /api/v1/embeddings/ws HTTP/1.1\r\nhost: localhost\r\nconnection: Upgrade\r\nupgrade: websocket\r\n" +
+        "sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nx-request-id: ws-1\r\n\r\n",
+    );
+    expect(webSocket).toMatch(/^HTTP\/1\.1 101 /);
+    expect(webSocket.toLowerCase()).toContain("x-request-id: ws-1");
   });
 
   it("serves REST over cleartext HTTP/2 on the same port", async () => {

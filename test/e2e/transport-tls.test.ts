@@ -8,6 +8,7 @@ import type { TLSSocket } from "node:tls";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { WebSocket } from "ws";
 import { EmbedderService } from "../../gen/sutra/embedder/v1/embedder_pb.js";
 import { fakeVector, startTestServer } from "./transport-fixtures.js";
 import type { TestServer } from "./transport-fixtures.js";
@@ -101,6 +102,29 @@ describe.skipIf(!hasOpenssl)(title, () => {
       createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "1.1", nodeOptions: { ca: tls.cert } }),
     );
     expect((await connect.generateEmbeddings({ texts: ["c"] })).embeddings[0].values).toEqual(Array.from(fakeVector("c")));
+  });
+
+  it("upgrades HTTP/1.1 over TLS to the WebSocket protocol (wss) and streams chunks", async () => {
+    const socket = new WebSocket(`wss://127.0.0.1:${server.port}/v1/embeddings/ws`, { ca: tls.cert });
+    const messages: Array<{ id: string; type: string; payload: { chunk_id?: string; embedding?: number[] } }> = [];
+    const ended = new Promise<void>((resolve, reject) => {
+      socket.on("message", (data) => {
+        const message = JSON.parse(String(data));
+        messages.push(message);
+        if (message.type === "stream_end") resolve();
+      });
+      socket.once("error", reject);
+    });
+    await new Promise((resolve) => socket.once("open", resolve));
+    const send = (id: string, type: string, payload: object) => socket.send(JSON.stringify({ id, type, timestamp: "", payload }));
+    send("s", "stream_embed", { buffer_size: 2 });
+    send("a", "add_chunk", { chunk_id: "one", text: "secure" });
+    send("b", "add_chunk", { chunk_id: "two", text: "stream", is_final: true });
+    await ended;
+    socket.close();
+    const embeddings = messages.filter((message) => message.type === "embedding");
+    expect(embeddings.map((message) => [message.id, message.payload.chunk_id]).sort()).toEqual([["a", "one"], ["b", "two"]]);
+    expect(embeddings.find((message) => message.id === "a")?.payload.embedding).toEqual(Array.from(fakeVector("secure")));
   });
 
   it("does not speak cleartext on a TLS port", async () => {
