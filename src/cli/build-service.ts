@@ -16,7 +16,7 @@ import { BUILTIN_MODELS_DIR } from "../models/builtin.js";
 import { createVariantPreparer } from "../models/hub/prepare-variants.js";
 import { createModelRegistry } from "../models/registry.js";
 import type { Logger } from "../observability/logger.js";
-import { createMetrics, registerServiceGauges, type Metrics } from "../observability/metrics.js";
+import { createMetrics, registerServiceGauges, registerStreamGauges, type Metrics } from "../observability/metrics.js";
 import { createEmbedder, type EmbedderService } from "../pipeline/create-embedder.js";
 import { loadProviderGateway } from "../providers/load-provider-gateway.js";
 import { createStreamSessions, type StreamSessions } from "../streaming/create-stream-sessions.js";
@@ -127,6 +127,7 @@ export async function buildService(config: ServeConfig, logger: Logger): Promise
   registerServiceGauges(metrics, embedder);
   const admitted = createAdmittedEmbedder({ embedder, rateLimiter, maxConcurrency: config.maxConcurrency, logger, metrics });
   const streams = createStreamSessions({ embedder: admitted });
+  registerStreamGauges(metrics, streams);
   const jobs = config.dataDir ? buildJobService(config, { embedder, registry, logger, metrics, batching: profile }) : undefined;
   const server = createServer({
     jobs,

@@ -173,3 +173,32 @@ export function registerServiceGauges(metrics: Metrics, source: ServiceGaugeSour
   cacheGauge("sutra_cache_hits", "Cache hits since start", (cache) => cache.hits);
   cacheGauge("sutra_cache_misses", "Cache misses since start", (cache) => cache.misses);
 }
+
+/** What the stream gauges read: the stream registry's counters. */
+export interface StreamGaugeSource {
+  stats(): { open: number; streams: Array<{ pendingChunks: number; full: boolean }> };
+}
+
+/**
+ * Registers gauges of the open streams (StreamEmbeddings and WebSocket), read
+ * from the stream registry at scrape time: streams open, chunks they hold,
+ * and streams at their bound (their clients are not being read).
+ */
+export function registerStreamGauges(metrics: Metrics, source: StreamGaugeSource): void {
+  const registers = [metrics.registry];
+  const streamGauge = (name: string, help: string, read: (stats: ReturnType<StreamGaugeSource["stats"]>) => number): void => {
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(read(source.stats()));
+      },
+    });
+  };
+  streamGauge("sutra_streams_open", "Open embedding streams (StreamEmbeddings and WebSocket)", (stats) => stats.open);
+  streamGauge("sutra_stream_pending_chunks", "Chunks the open streams hold: waiting, in inference, or answered and not yet sent", (stats) =>
+    stats.streams.reduce((sum, stream) => sum + stream.pendingChunks, 0));
+  streamGauge("sutra_streams_full", "Open streams at their bound, whose clients are not read until they take answers", (stats) =>
+    stats.streams.filter((stream) => stream.full).length);
+}

@@ -164,6 +164,13 @@ describe("streaming (real server, real model)", () => {
   }, 60_000);
   afterAll(() => running?.stop());
 
+  /** A metric's value as `GET /metrics` shows it. */
+  async function metricValue(name: string): Promise<number> {
+    const text = await (await fetch(`${running.baseUrl}/metrics`)).text();
+    const line = text.split("\n").find((candidate) => candidate.startsWith(`${name} `));
+    return Number(line?.split(" ")[1]);
+  }
+
   it("StreamEmbeddings through the connect-node gRPC transport: 1,000 chunks, each answered once, equal to the unary vectors", async () => {
     const answers = await collect(grpcClient.streamEmbeddings(chunkStream(TEXTS)));
     expect(answers).toHaveLength(1000);
@@ -329,6 +336,7 @@ describe("streaming (real server, real model)", () => {
     const got: StreamEmbeddingsResponse[] = [];
     for (let index = 0; index < 4; index++) got.push((await answers.next()).value!);
     const elapsedMs = performance.now() - started;
+    expect(await metricValue("sutra_streams_open")).toBe(1);
     release();
     await answers.return?.();
     expect(got.map((answer) => answer.chunkId).sort()).toEqual(["c0", "c1", "c2", "c3"]);
@@ -423,6 +431,7 @@ describe("streaming (real server, real model)", () => {
     while (Date.now() < deadline && (streams.stats().open > 0 || streams.stats().flushesInFlight > 0)) await sleep(50);
     expect(streams.stats()).toEqual({ open: 0, timers: 0, flushesInFlight: 0, streams: [] });
     expect((await running.service.metrics.queueDepth.get()).values[0].value).toBe(0);
+    expect([await metricValue("sutra_streams_open"), await metricValue("sutra_stream_pending_chunks")]).toEqual([0, 0]);
     await sleep(200);
     expect(timeouts()).toBeLessThanOrEqual(timersBefore);
     for (const socket of sockets) expect(socket.readyState).toBe(WebSocket.CLOSED);
