@@ -200,7 +200,7 @@ export function formatPeerResult(result: PeerResult): string {
     `| service, gRPC, batches of ${BATCH}, ${IN_FLIGHT} requests in flight | ${result.service.textsPerSecond.toFixed(0)} |`,
     "",
     `Ratio ${result.ratio.toFixed(2)}x (target >= ${result.target}x: ${verdict}); max abs difference of the vectors ${result.maxAbsDifference.toExponential(1)}.`,
-    `Service stage time summed over requests (all runs): ${stages}.`,
+    `Service stage time summed over requests, all runs (requests overlap, so the sums exceed wall time): ${stages}.`,
     "",
   ].join("\n");
 }

@@ -94,6 +94,12 @@ describe("DownloadModel from a Hugging Face-compatible hub", () => {
     expect(manifest.id).toBe("tiny/good");
     expect(manifest.hub?.commit).toBe("a".repeat(40));
     expect(manifest.pooling).toBe("mean");
+    const variants = Object.entries(manifest.variants).filter(([precision]) => precision !== "fp32");
+    expect(variants.length, "precision variants built and gated after the download").toBeGreaterThan(0);
+    for (const [, variant] of variants) {
+      expect(variant?.gate?.passed).toBe(true);
+      expect(manifest.files[variant?.file ?? ""]).toMatch(/^[0-9a-f]{64}$/);
+    }
     for (const file of files) expect(manifest.files[file.path], file.path).toBe(sha256(file.bytes));
     for (const [file, digest] of Object.entries(manifest.files)) expect(sha256(await readFile(join(dir, file))), file).toBe(digest);
     expect(existsSync(join(dir, "pytorch_model.bin"))).toBe(false);
