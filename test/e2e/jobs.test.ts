@@ -6,7 +6,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { EmbedderService, JobStatus } from "../../gen/sutra/embedder/v1/embedder_pb.js";
-import { jobClient, jobDocuments, sliceCodePoints, type JobJson, type JobResultLine } from "../support/job-documents.js";
+import { checkJobResults, floats, jobClient, jobDocuments, type JobJson } from "../support/job-documents.js";
 import { startRealService, type RunningService } from "../support/real-service.js";
 
 const folders: string[] = [];
@@ -18,39 +18,6 @@ const dataDir = (): string => {
 afterAll(() => {
   for (const folder of folders) rmSync(folder, { recursive: true, force: true });
 });
-
-const floats = (embedding: JobResultLine["embedding"]): number[] => (Array.isArray(embedding) ? embedding : embedding.values ?? []);
-
-/** Asserts the results of a completed job: every chunk once, in order, offsets slicing the documents back. */
-function checkResults(job: JobJson, results: JobResultLine[], documents: Array<{ id: string; text: string }>): void {
-  expect(results).toHaveLength(job.total_chunks);
-  expect(job.completed_chunks).toBe(job.total_chunks);
-  const seen = new Set<string>();
-  let previous: JobResultLine | undefined;
-  for (const result of results) {
-    const key = `${result.document_index}/${result.chunk_index}`;
-    expect(seen.has(key), `chunk ${key} appears once`).toBe(false);
-    seen.add(key);
-    const document = documents[result.document_index];
-    expect(result.document_id).toBe(document.id);
-    expect(sliceCodePoints(document.text, result.start_char, result.end_char)).toBe(result.text);
-    if (previous?.document_index === result.document_index) {
-      expect(result.chunk_index).toBe(previous.chunk_index + 1);
-      expect(result.start_char).toBeGreaterThan(previous.start_char);
-    } else {
-      expect(result.chunk_index).toBe(0);
-    }
-    previous = result;
-  }
-  // No chunk is missing: every non-space character of every document lies in some chunk.
-  documents.forEach((document, index) => {
-    const characters = Array.from(document.text);
-    const covered = new Uint8Array(characters.length);
-    for (const result of results.filter((entry) => entry.document_index === index)) covered.fill(1, result.start_char, result.end_char);
-    const missed = characters.findIndex((character, at) => /\S/u.test(character) && covered[at] === 0);
-    expect(missed, `document ${index}: character ${missed} is in no chunk`).toBe(-1);
-  });
-}
 
 describe("document jobs (real service)", () => {
   let running: RunningService;
@@ -75,7 +42,7 @@ describe("document jobs (real service)", () => {
     expect(job).toMatchObject({ status: "completed", progress: 1, documents_chunked: 200, model_id: "universal-sentence-encoder-lite", dimensions: 512 });
     expect(job.dispatched_chunks).toBe(job.total_chunks);
     const results = await jobs.results(created.id);
-    checkResults(job, results, documents);
+    checkJobResults(job, results, documents);
     for (const result of results) {
       expect(result.tokens).toBeLessThanOrEqual(128);
       expect(result.metadata).toEqual(documents[result.document_index].metadata);

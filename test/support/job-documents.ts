@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { expect } from "vitest";
 
 const PASSAGES = JSON.parse(readFileSync(new URL("../../bench/corpora/passages.json", import.meta.url), "utf8")) as string[];
 
@@ -104,4 +105,41 @@ export function jobClient(baseUrl: string, headers: Record<string, string> = {})
       return answer.text.split("\n").filter((line) => line !== "").map((line) => JSON.parse(line) as JobResultLine);
     },
   };
+}
+
+/** The float values of a result's embedding (a plain array, or `values` beside other encodings). */
+export const floats = (embedding: JobResultLine["embedding"]): number[] => (Array.isArray(embedding) ? embedding : embedding.values ?? []);
+
+/**
+ * Asserts the results of a completed job: every chunk exactly once, in
+ * document and chunk order, with its document's id, offsets that slice the
+ * document back to the chunk text, and no character of a document left out.
+ */
+export function checkJobResults(job: JobJson, results: JobResultLine[], documents: Array<{ id: string; text: string }>): void {
+  expect(results).toHaveLength(job.total_chunks);
+  expect(job.completed_chunks).toBe(job.total_chunks);
+  const seen = new Set<string>();
+  let previous: JobResultLine | undefined;
+  for (const result of results) {
+    const key = `${result.document_index}/${result.chunk_index}`;
+    expect(seen.has(key), `chunk ${key} appears once`).toBe(false);
+    seen.add(key);
+    const document = documents[result.document_index];
+    expect(result.document_id).toBe(document.id);
+    expect(sliceCodePoints(document.text, result.start_char, result.end_char)).toBe(result.text);
+    if (previous?.document_index === result.document_index) {
+      expect(result.chunk_index).toBe(previous.chunk_index + 1);
+      expect(result.start_char).toBeGreaterThan(previous.start_char);
+    } else {
+      expect(result.chunk_index).toBe(0);
+    }
+    previous = result;
+  }
+  documents.forEach((document, index) => {
+    const characters = Array.from(document.text);
+    const covered = new Uint8Array(characters.length);
+    for (const result of results.filter((entry) => entry.document_index === index)) covered.fill(1, result.start_char, result.end_char);
+    const missed = characters.findIndex((character, at) => /\S/u.test(character) && covered[at] === 0);
+    expect(missed, `document ${index}: character ${missed} is in no chunk`).toBe(-1);
+  });
 }
