@@ -1,0 +1,65 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+
+/** The ErrorInfo `domain` of errors the Sutra server raises. */
+export const SUTRA_ERROR_DOMAIN = "sutra.embedder.v1";
+
+/**
+ * Reasons the SDK retries: the server refused or lost the call for a cause
+ * that passes (load, rate, a restart, a worker or an upstream that comes
+ * back). Every other reason is final as sent: PAYLOAD_TOO_LARGE, the INVALID_*
+ * family, UPSTREAM_BAD_RESPONSE (an upstream answering wrong counts answers
+ * wrong again), UNKNOWN_MODEL, FORBIDDEN...
+ */
+export const RETRYABLE_REASONS: readonly string[] = ["OVERLOADED", "RATE_LIMITED", "SHUTTING_DOWN", "WORKER_FAILED", "UPSTREAM_UNAVAILABLE"];
+
+/** What the SDK reads from a failed call. */
+export interface FailureFacts {
+  /** The Connect/gRPC code. */
+  code: Code;
+  /** The server's reason (DESIGN section 4) from the `google.rpc.ErrorInfo` detail; undefined when the answer had none (a proxy or the network failed). */
+  reason?: string;
+  /** ErrorInfo metadata (index, limit, ...), as the server sent it. */
+  details: Record<string, string>;
+  /** How long the server asked the client to wait, in ms (`retry-after` metadata or RetryInfo). */
+  retryAfterMs?: number;
+}
+
+/**
+ * Reads a failure's facts: the code, the reason and details from the
+ * ErrorInfo detail, and the wait from `retry-after` (seconds, as HTTP has it)
+ * or else the RetryInfo detail. Anything that is not a ConnectError is wrapped
+ * with ConnectError.from first (an aborted call reads as CANCELED).
+ */
+export function failureFacts(error: unknown): FailureFacts {
+  const connectError = ConnectError.from(error);
+  const info = connectError.findDetails(ErrorInfoSchema).find((detail) => detail.domain === SUTRA_ERROR_DOMAIN);
+  const facts: FailureFacts = { code: connectError.code, details: info ? { ...info.metadata } : {} };
+  if (info) facts.reason = info.reason;
+  const header = connectError.metadata.get("retry-after");
+  const headerSeconds = header === null ? NaN : Number(header);
+  if (Number.isFinite(headerSeconds) && headerSeconds >= 0) {
+    facts.retryAfterMs = headerSeconds * 1000;
+  } else {
+    const delay = connectError.findDetails(RetryInfoSchema)[0]?.retryDelay;
+    if (delay) facts.retryAfterMs = Number(delay.seconds) * 1000 + Math.round(delay.nanos / 1e6);
+  }
+  return facts;
+}
+
+/** The server's reason for a failed call (ErrorInfo), or undefined when none was sent. */
+export function errorReason(error: unknown): string | undefined {
+  return failureFacts(error).reason;
+}
+
+/**
+ * Whether a failure is worth sending again unchanged. A reason from the
+ * server decides (RETRYABLE_REASONS, or the caller's own list). Without a
+ * reason, only UNAVAILABLE counts, the code a refused or reset connection and
+ * a proxy's 502/503/504 read as (a replica that died mid-call), and only for
+ * calls that are safe to repeat (`idempotent`): every rpc but CreateJob.
+ */
+export function isRetryable(facts: FailureFacts, options: { reasons: readonly string[]; idempotent: boolean }): boolean {
+  if (facts.reason !== undefined) return options.reasons.includes(facts.reason);
+  return options.idempotent && facts.code === Code.Unavailable;
+}
