@@ -1,7 +1,7 @@
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EmbedderService, Quantization, type EmbeddingConfig } from "../../gen/sutra/embedder/v1/embedder_pb.js";
+import { EmbedderService, Quantization, type EmbeddingConfig, type GenerateEmbeddingsResponse } from "../../gen/sutra/embedder/v1/embedder_pb.js";
 import { startRealService, type RunningService } from "../support/real-service.js";
 
 const PROBES = ["The probe sentence whose vector must not move.", "短い文", "An emoji 🚀 and punctuation!!!"];
@@ -22,7 +22,7 @@ describe("batch invariance through the server", () => {
   for (const { name, config } of PRECISIONS) {
     it(`${name}: a text alone equals the same text embedded while 64 other clients send other texts`, async () => {
       const client = createClient(EmbedderService, createGrpcTransport({ baseUrl: running.baseUrl }));
-      const alone = [];
+      const alone: GenerateEmbeddingsResponse[] = [];
       for (const text of PROBES) alone.push(await client.generateEmbeddings({ texts: [text], config, model: "custom" }));
       expect(alone[0].modelInfo?.precision).toBe(name);
       let stop = false;
