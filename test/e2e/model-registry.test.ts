@@ -135,6 +135,21 @@ describe("embedding cache", () => {
     console.log(`cache hit request: ${hitMs.toFixed(2)} ms`);
   });
 
+  it("a streamed request is served from the same cache, each record equal to the unary vector", async () => {
+    const unary = await embed(request);
+    const batches = await inferenceBatches();
+    const response = await fetch(`${running.baseUrl}/v1/embeddings/stream`, {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "application/x-ndjson" },
+      body: JSON.stringify(request),
+    });
+    expect(response.status).toBe(200);
+    const records = (await response.text()).trim().split("\n").map((line) => JSON.parse(line) as { index: number; embedding: number[]; tokens: number });
+    expect(records.map((record) => record.index).sort()).toEqual([0, 1]);
+    for (const record of records) expect(record.embedding).toEqual(unary.embeddings[record.index]);
+    expect(await inferenceBatches()).toBe(batches);
+  });
+
   it("requests differing only in instruction, dimensions or precision do not collide", async () => {
     const base = await embed(request);
     let batches = await inferenceBatches();
