@@ -15,7 +15,10 @@ addServeOptions(program.command("serve").description("start the embedding server
   if (config.authMode === "none" && config.host !== "127.0.0.1" && config.host !== "localhost" && config.host !== "::1") {
     logger.warn({ host: config.host }, "listening beyond loopback without authentication (set SUTRA_AUTH_MODE)");
   }
-  const service = await buildService(config, logger);
+  const service = await buildService(config, logger).catch((error: unknown) => {
+    logger.fatal({ err: error }, `cannot start: ${error instanceof Error ? error.message : String(error)}`);
+    process.exit(1);
+  });
   await new Promise<void>((resolve, reject) => {
     service.server.once("error", reject);
     service.server.listen(config.port, config.host, resolve);

@@ -64,6 +64,8 @@ export interface JobServiceHandle extends JobService {
 
 /** Longest stretch the chunker runs before yielding to the event loop, in ms. */
 const CHUNKING_SLICE_MS = 4;
+/** Chunks of several documents saved in one transaction while a job is cut. */
+const SAVE_CHUNKS = 512;
 /** Results read from the store at a time while streaming. */
 const RESULTS_PAGE = 256;
 /** Failures worth retrying a group for, and how often. */
@@ -163,13 +165,24 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandle {
     }
   };
 
-  /** Cuts the documents not cut yet and stores their chunks; false when stopped on the way. */
+  /**
+   * Cuts the documents not cut yet and stores their chunks, several documents
+   * per transaction (up to SAVE_CHUNKS chunks), yielding to the event loop
+   * every CHUNKING_SLICE_MS; false when stopped on the way.
+   */
   const chunkDocuments = async (jobId: string, plan: ReturnType<typeof planChunking>, signal: AbortSignal): Promise<boolean> => {
-    for (const index of store.unchunkedDocuments(jobId)) {
-      const document = store.document(jobId, index);
+    let unsaved: Array<{ documentIndex: number; chunks: ChunkSpan[] }> = [];
+    let unsavedChunks = 0;
+    const save = () => {
+      if (unsaved.length > 0) store.saveChunks(jobId, unsaved, now());
+      unsaved = [];
+      unsavedChunks = 0;
+    };
+    let sliceStarted = performance.now();
+    for (const documentIndex of store.unchunkedDocuments(jobId)) {
+      const document = store.document(jobId, documentIndex);
       if (document === undefined) return false;
       const chunks: ChunkSpan[] = [];
-      let sliceStarted = performance.now();
       for (const chunk of chunkDocument(document.text, plan.chunking, plan.measure)) {
         chunks.push(chunk);
         if (performance.now() - sliceStarted > CHUNKING_SLICE_MS) {
@@ -178,9 +191,12 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandle {
           sliceStarted = performance.now();
         }
       }
-      if (signal.aborted) return false;
-      store.saveChunks(jobId, index, chunks, now());
+      unsaved.push({ documentIndex, chunks });
+      unsavedChunks += chunks.length;
+      if (unsavedChunks >= SAVE_CHUNKS) save();
     }
+    if (signal.aborted) return false;
+    save();
     return true;
   };
 
@@ -198,8 +214,6 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandle {
       const pending = store.pendingChunks(job.id, cursor, groupSize);
       if (pending.length === 0) return true;
       const texts = pending.map((chunk) => textOf(chunk.documentIndex).slice(chunk.start, chunk.end));
-      store.addDispatched(job.id, pending.length, now());
-      deps.onChunksEmbedded?.(pending.length);
       const request: EmbedRequest = {
         ...job.options,
         requestId: `job-${job.id}-${job.resumes}-${group}`,
@@ -208,7 +222,10 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandle {
         embeddingTypes: ["float"],
         priority: "background",
       };
-      const result = await embedWithRetry(request, signal);
+      const result = await embedWithRetry(request, signal, () => {
+        store.addDispatched(job.id, pending.length, now());
+        deps.onChunksEmbedded?.(pending.length);
+      });
       const committed = store.commitResults(job.id, pending.map((chunk, index) => ({
         documentIndex: chunk.documentIndex,
         chunkIndex: chunk.chunkIndex,
@@ -221,8 +238,10 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandle {
     }
   };
 
-  const embedWithRetry = async (request: EmbedRequest, signal: AbortSignal) => {
+  /** Embeds a group, retrying transient failures; `beforeAttempt` counts each hand-over to inference (committed before it). */
+  const embedWithRetry = async (request: EmbedRequest, signal: AbortSignal, beforeAttempt: () => void) => {
     for (let attempt = 0; ; attempt++) {
+      beforeAttempt();
       try {
         return await deps.embedder.embed(request, signal);
       } catch (reason) {

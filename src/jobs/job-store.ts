@@ -100,8 +100,8 @@ export interface JobStore {
   document(jobId: string, index: number): StoredDocument | undefined;
   /** Documents not cut yet, in order (ids and indices only: texts are read one at a time). */
   unchunkedDocuments(jobId: string): number[];
-  /** Records a document's chunks and counts, atomically. */
-  saveChunks(jobId: string, documentIndex: number, chunks: ChunkSpan[], now: number): void;
+  /** Records documents' chunks and counts, atomically (one transaction, so one fsync, for all of them). */
+  saveChunks(jobId: string, documents: Array<{ documentIndex: number; chunks: ChunkSpan[] }>, now: number): void;
   /** Up to `limit` chunks without an embedding after the (document, chunk) cursor, in order. */
   pendingChunks(jobId: string, after: { documentIndex: number; chunkIndex: number }, limit: number): PendingChunk[];
   /** Counts chunks about to be handed to inference (committed before they are). */
@@ -146,7 +146,7 @@ export function toJobStoreError(error: unknown, file: string): unknown {
     return new JobStoreError("full", `the job store is full: no space left for ${file}; free disk space or wait for finished jobs to expire`, { cause: error });
   }
   if (CORRUPT_CODES.has(code)) {
-    return new JobStoreError("corrupt", `the job store ${file} is corrupt (${code}); stop the server, move the file aside (or restore a backup) and start again`, { cause: error });
+    return new JobStoreError("corrupt", `the job store ${file} is corrupt (${code}): stop the server, move the file aside (its jobs are lost) or restore a backup, and start it again`, { cause: error });
   }
   if (code.startsWith("SQLITE_IOERR") || code === "SQLITE_CANTOPEN" || code === "SQLITE_READONLY") {
     return new JobStoreError("io", `the job store ${file} cannot be read or written (${code})`, { cause: error });
@@ -337,11 +337,13 @@ export function openJobStore(options: JobStoreOptions): JobStore {
       statements.insertDocument.run(job.id, index, document.id, document.text, document.metadata === undefined ? null : JSON.stringify(document.metadata));
     });
   });
-  const saveChunks = db.transaction((jobId: string, documentIndex: number, chunks: ChunkSpan[], now: number) => {
-    chunks.forEach((chunk, index) => {
-      statements.insertChunk.run(jobId, documentIndex, index, chunk.start, chunk.end, chunk.startChar, chunk.endChar, chunk.tokens);
-    });
-    if (statements.setChunkCount.run(chunks.length, jobId, documentIndex).changes === 1) statements.addChunked.run(chunks.length, now, jobId);
+  const saveChunks = db.transaction((jobId: string, documents: Array<{ documentIndex: number; chunks: ChunkSpan[] }>, now: number) => {
+    for (const { documentIndex, chunks } of documents) {
+      chunks.forEach((chunk, index) => {
+        statements.insertChunk.run(jobId, documentIndex, index, chunk.start, chunk.end, chunk.startChar, chunk.endChar, chunk.tokens);
+      });
+      if (statements.setChunkCount.run(chunks.length, jobId, documentIndex).changes === 1) statements.addChunked.run(chunks.length, now, jobId);
+    }
   });
   const commitResults = db.transaction((jobId: string, results: Parameters<JobStore["commitResults"]>[1], now: number) => {
     if (statements.jobStatus.get(jobId)?.status !== "running") return 0;
@@ -409,7 +411,7 @@ export function openJobStore(options: JobStoreOptions): JobStore {
       };
     }),
     unchunkedDocuments: (jobId) => guard(() => statements.unchunked.all(jobId).map((row) => row.doc_index)),
-    saveChunks: (jobId, documentIndex, chunks, now) => guard(() => saveChunks(jobId, documentIndex, chunks, now)),
+    saveChunks: (jobId, documents, now) => guard(() => saveChunks(jobId, documents, now)),
     pendingChunks: (jobId, after, limit) => guard(() => statements.pending.all(jobId, after.documentIndex, after.chunkIndex, limit).map((row) => ({
       documentIndex: row.doc_index, chunkIndex: row.chunk_index, start: row.start_unit, end: row.end_unit, tokens: row.tokens,
     }))),

@@ -49,7 +49,7 @@ const span = (start: number, end: number) => ({ start, end, startChar: start, en
 function runningJob(store: JobStore, id = "j1"): void {
   store.insertJob(job(id), [{ id: "doc", text: "aaa bbb ccc", metadata: { page: 3 } }]);
   store.markRunning(id, { modelId: "m", dimensions: 2, chunking: { chunkSize: 8, chunkOverlap: 0 }, now: 2_000 });
-  store.saveChunks(id, 0, [span(0, 3), span(4, 7), span(8, 11)], 2_000);
+  store.saveChunks(id, [{ documentIndex: 0, chunks: [span(0, 3), span(4, 7), span(8, 11)] }], 2_000);
 }
 
 describe("job store", () => {
@@ -71,7 +71,7 @@ describe("job store", () => {
   it("saves a document's chunks once and counts them once", () => {
     const { store } = freshStore();
     runningJob(store);
-    store.saveChunks("j1", 0, [span(0, 11)], 2_500);
+    store.saveChunks("j1", [{ documentIndex: 0, chunks: [span(0, 11)] }], 2_500);
     expect(store.getJob("j1")).toMatchObject({ documentsChunked: 1, totalChunks: 3 });
     expect(store.unchunkedDocuments("j1")).toEqual([]);
   });
