@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
@@ -73,7 +73,7 @@ async function counter(baseUrl: string, name: string): Promise<number> {
 /** Most chunks of 128 tokens in one batch on this profile's token budget (8192 and more). */
 const ONE_BATCH = 64;
 
-describe("a document job killed with SIGKILL (child processes)", () => {
+describe("document jobs across processes (sutra serve in child processes)", () => {
   it("resumes on restart from its last committed chunk: no chunk missing or twice, at most one batch embedded twice", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "sutra-jobs-kill-"));
     folders.push(dataDir);
@@ -132,4 +132,17 @@ describe("a document job killed with SIGKILL (child processes)", () => {
     process.kill(-second.child.pid!, "SIGTERM");
     await second.exited;
   }, 1_200_000);
+
+  it("refuses to start on a corrupt job store, saying which file and what to do", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "sutra-jobs-corrupt-"));
+    folders.push(dataDir);
+    writeFileSync(join(dataDir, "jobs.sqlite3"), Buffer.alloc(16_384, 0x5a));
+    const server = startServer(dataDir);
+    servers.push(server);
+    await server.exited;
+    const fatal = server.lines.find((line) => line.level === 60);
+    expect(fatal?.msg).toMatch(/^cannot start: the job store .*jobs\.sqlite3 is corrupt \(SQLITE_NOTADB\)/);
+    expect(fatal?.msg).toMatch(/move the file aside/);
+    expect(server.lines.some((line) => line.msg === "listening")).toBe(false);
+  }, 120_000);
 });
