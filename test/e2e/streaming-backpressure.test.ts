@@ -23,9 +23,9 @@ interface ChildStats {
 }
 
 const megabytes = (bytes: number) => (bytes / MB).toFixed(0);
-const memoryLine = (before: ChildStats, after: ChildStats) =>
-  `server RSS ${megabytes(before.rss)} -> ${megabytes(after.rss)} MB, JS heap ${megabytes(before.heapUsed)} -> ${megabytes(after.heapUsed)} MB, ` +
-  `external ${megabytes(before.external)} -> ${megabytes(after.external)} MB`;
+const memoryLine = (before: ChildStats, stalled: ChildStats, after: ChildStats) =>
+  `server RSS ${megabytes(before.rss)} -> ${megabytes(stalled.rss)} (blocked) -> ${megabytes(after.rss)} MB (2 s later), ` +
+  `JS heap ${megabytes(before.heapUsed)} -> ${megabytes(after.heapUsed)} MB, external ${megabytes(before.external)} -> ${megabytes(after.external)} MB`;
 
 /** The real service in its own process (test/support/stream-server-child.ts). */
 async function startChild(): Promise<{ port: number; stats(): Promise<ChildStats>; stop(): Promise<void> }> {
@@ -136,9 +136,9 @@ describe("backpressure: a client that stops reading is stopped (server in a chil
         yield { message: { case: "chunk", value: { chunkId: `w${index}`, text: `${PARAGRAPH} ${index}`, isFinal: index === 599 } } };
       }
     }
-    for await (const _answer of client.streamEmbeddings(warm()));
     const texts = Array.from({ length: 1000 }, (_, index) => `${PARAGRAPH} ${index}`);
-    for (let round = 0; round < 2; round++) await client.generateEmbeddings({ texts });
+    for (let round = 0; round < 3; round++) await client.generateEmbeddings({ texts });
+    for await (const _answer of client.streamEmbeddings(warm()));
     await otherClientsServed();
   }, 180_000);
   afterAll(() => server?.stop());
@@ -167,7 +167,7 @@ describe("backpressure: a client that stops reading is stopped (server in a chil
       const stream = busiest(later);
       console.info(
         `gRPC slow reader: the client wrote ${blockedAt} chunks before its writes blocked; the server read ${stream.received} ` +
-          `(${stream.pendingChunks} pending); ${memoryLine(before, later)}`,
+          `(${stream.pendingChunks} pending); ${memoryLine(before, stalled, later)}`,
       );
       expect(stream.pendingChunks).toBeLessThanOrEqual(DEFAULT_STREAM_LIMITS.maxPendingChunks);
       expect(stream.full).toBe(true);
@@ -176,6 +176,8 @@ describe("backpressure: a client that stops reading is stopped (server in a chil
       expect(stream.received).toBeLessThanOrEqual(DEFAULT_STREAM_LIMITS.maxPendingChunks + 64);
       expect(blockedAt).toBeLessThan(stream.received + 2_000);
       expect(later.rss - before.rss).toBeLessThan(100 * MB);
+      // While the client keeps writing into its blocked stream, the server's memory stays put.
+      expect(later.rss - stalled.rss).toBeLessThan(10 * MB);
       const others = await otherClientsServed();
       console.info(`meanwhile another client: unary ${others.unaryMs.toFixed(0)} ms, 20-chunk stream ${others.streamMs.toFixed(0)} ms`);
       expect(others.unaryMs).toBeLessThan(10_000);
@@ -231,13 +233,15 @@ describe("backpressure: a client that stops reading is stopped (server in a chil
       const stream = busiest(later);
       console.info(
         `WebSocket slow reader: the client sent ${sent} chunks, ${(socket.bufferedAmount / MB).toFixed(1)} MB still queued in the client; ` +
-          `the server read ${stream.received} (${stream.pendingChunks} pending); ${memoryLine(before, later)}`,
+          `the server read ${stream.received} (${stream.pendingChunks} pending); ${memoryLine(before, stalled, later)}`,
       );
       expect(stream.full).toBe(true);
       expect(stream.pendingChunks).toBeLessThanOrEqual(DEFAULT_STREAM_LIMITS.maxPendingChunks);
       expect(stream.received).toBe(busiest(stalled).received);
       expect(stream.received).toBeLessThan(sent / 2);
       expect(later.rss - before.rss).toBeLessThan(100 * MB);
+      // While the client keeps writing into its blocked stream, the server's memory stays put.
+      expect(later.rss - stalled.rss).toBeLessThan(10 * MB);
       const others = await otherClientsServed();
       expect(others.unaryMs).toBeLessThan(10_000);
       expect(others.streamMs).toBeLessThan(10_000);
