@@ -234,7 +234,7 @@ export function formatReport(results: BenchResults): string {
     for (const { transport, workload, summary } of results.service.filter((cell) => cell.concurrency === top)) {
       print(
         `| event-loop delay p99, ${TRANSPORT_LABELS[transport]}, ${WORKLOADS[workload].label}, concurrency ${top} | ${ms(summary.loopP99Ms)} ms (worst run ${ms(summary.worstLoopP99Ms)}) | | | | < 20 ms | ` +
-          `${verdict(summary.worstLoopP99Ms < 20)} |`,
+          `${verdict(Number.isFinite(summary.worstLoopP99Ms) ? summary.worstLoopP99Ms < 20 : undefined)} |`,
       );
     }
     print("");

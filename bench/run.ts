@@ -218,10 +218,12 @@ try {
       results.echo.push({ ...cell, payload, runs, summary: summarizeRuns(runs) });
     }
   }
-  results.service = cellKeys.map((cell) => {
-    const runs = serviceRuns.get(keyOf(cell)) ?? [];
-    return { ...cell, runs, summary: summarizeRuns(runs) };
-  });
+  if (serviceTarget) {
+    results.service = cellKeys.map((cell) => {
+      const runs = serviceRuns.get(keyOf(cell)) ?? [];
+      return { ...cell, runs, summary: summarizeRuns(runs) };
+    });
+  }
 } finally {
   for (const target of [...echoTargets.map((entry) => entry.target), ...(serviceTarget ? [serviceTarget] : [])]) {
     target.close();

@@ -65,7 +65,7 @@ export function summarizeRuns(runs: CellRun[]): CellSummary {
     tokensPerSecond: of((run) => run.tokensPerSecond),
     latencyMs: { p50: of((run) => run.latencyMs.p50), p95: of((run) => run.latencyMs.p95), p99: of((run) => run.latencyMs.p99) },
     loopP99Ms: of((run) => run.server.loopP99Ms),
-    worstLoopP99Ms: Math.max(...runs.map((run) => run.server.loopP99Ms)),
+    worstLoopP99Ms: runs.length > 0 ? Math.max(...runs.map((run) => run.server.loopP99Ms)) : Number.NaN,
     mainThreadUtilization: of((run) => run.server.mainThreadUtilization),
     serverCpuUsPerText: of((run) => (run.server.cpuMs * 1000) / run.texts),
     clientCpuUsPerText: of((run) => (run.clientCpuMs * 1000) / run.texts),
