@@ -56,8 +56,6 @@ export interface WebSocketHandler {
   upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void;
   /** Server shutdown: new upgrades get 503, idle connections close (1001), streaming ones after their last answer. */
   close(): void;
-  /** Open WebSocket connections. */
-  connections(): number;
 }
 
 /** True when an HTTP request line's target is a WebSocket route (for routing a connection before it is parsed). */
@@ -114,7 +112,6 @@ export function createWebSocketHandler(options: WebSocketHandlerOptions): WebSoc
       closing = true;
       for (const connection of open) connection.shutdown();
     },
-    connections: () => open.size,
   };
 }
 
