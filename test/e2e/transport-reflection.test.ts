@@ -56,6 +56,7 @@ const EMBEDDER_FILES = [
   "google/api/annotations.proto",
   "google/api/http.proto",
   "google/protobuf/descriptor.proto",
+  "google/protobuf/struct.proto",
   "google/protobuf/timestamp.proto",
 ];
 
