@@ -4,8 +4,10 @@
  * that was idle, and the functions with the most self time and the most
  * inclusive time (a function counts once per sample however deep it recurses).
  *
- * Run: `npx tsx bench/profile-summary.ts DIR_OR_FILES... [--top N] [--match REGEX]`
- * (`--match` keeps only functions whose "name file:line" matches, e.g. `src/|zlib`).
+ * Run: `npx tsx bench/profile-summary.ts DIR_OR_FILES... [--top N] [--match REGEX] [--skip S]`
+ * (`--match` keeps only functions whose "name file:line" matches, e.g. `src/|zlib`;
+ * `--skip` leaves out the first S seconds of each profile, e.g. the server's start-up).
+ * Shares are of the wall time counted, and of the busy (non-idle) time.
  */
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -25,10 +27,11 @@ interface CpuProfile {
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { top: { type: "string", default: "25" }, match: { type: "string" } },
+  options: { top: { type: "string", default: "25" }, match: { type: "string" }, skip: { type: "string", default: "0" } },
 });
 const top = Number(values.top);
 const match = values.match ? new RegExp(values.match) : undefined;
+const skipMicros = Number(values.skip) * 1e6;
 
 const files = positionals.flatMap((path) =>
   statSync(path).isDirectory()
@@ -51,8 +54,11 @@ for (const file of files) {
   const inclusive = new Map<string, number>();
   let total = 0;
   let idle = 0;
+  let elapsed = 0;
   profile.samples.forEach((sample, index) => {
     const micros = profile.timeDeltas[index + 1] ?? 0;
+    elapsed += profile.timeDeltas[index] ?? 0;
+    if (elapsed < skipMicros) return;
     total += micros;
     const leaf = nodes.get(sample);
     if (!leaf || leaf.callFrame.functionName === "(idle)") {
@@ -72,8 +78,8 @@ for (const file of files) {
   });
   const rows = (table: Map<string, number>) =>
     [...table].filter(([key]) => !match || match.test(key)).sort((a, b) => b[1] - a[1]).slice(0, top)
-      .map(([key, micros]) => `  ${((micros / total) * 100).toFixed(1).padStart(5)}%  ${key}`);
-  console.log(`== ${file}: ${(total / 1e6).toFixed(1)} s, idle ${((idle / total) * 100).toFixed(1)}%`);
+      .map(([key, micros]) => `  ${((micros / total) * 100).toFixed(1).padStart(5)}%  ${((micros / (total - idle)) * 100).toFixed(1).padStart(5)}% of busy  ${key}`);
+  console.log(`== ${file}: ${(total / 1e6).toFixed(1)} s counted, idle ${((idle / total) * 100).toFixed(1)}%`);
   console.log(" self time:");
   console.log(rows(self).join("\n"));
   console.log(" inclusive time:");
