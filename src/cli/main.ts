@@ -1,6 +1,7 @@
 import { Command } from "commander";
 import { createLogger } from "../observability/logger.js";
 import { buildService } from "./build-service.js";
+import { registerCommands } from "./commands/register-commands.js";
 import { addServeOptions, readServeConfig } from "./serve-options.js";
 
 const DRAIN_TIMEOUT_MS = 10_000;
@@ -58,4 +59,5 @@ addServeOptions(program.command("serve").description("start the embedding server
   process.on("SIGINT", onSignal);
 });
 
+registerCommands(program);
 await program.parseAsync();
