@@ -13,8 +13,9 @@ import type {
 import { enumValueFromWord, enumWordOf } from "./enum-words.js";
 import { toEmbedRequest, toEmbeddingMessage } from "./proto-conversion.js";
 
-/** Default and largest page of ListJobs. */
+/** Jobs in a ListJobs page when `limit` is 0. */
 export const DEFAULT_JOB_PAGE = 50;
+/** Largest `limit` of ListJobs; above it is INVALID_ARGUMENT. */
 export const MAX_JOB_PAGE = 1000;
 
 /**

@@ -72,6 +72,12 @@ const RESULTS_PAGE = 256;
 const TRANSIENT = new Set(["OVERLOADED", "WORKER_FAILED", "MODEL_NOT_READY", "UPSTREAM_UNAVAILABLE"]);
 const RETRIES = 5;
 const RETRY_BASE_MS = 500;
+/** What a job that failed on the store tells its client (the log has the file and the SQLite error). */
+const STORE_FAILURES: { readonly [K in JobStoreError["kind"]]: { code: string; message: string } } = {
+  full: { code: "STORE_FULL", message: "the job store is full; free disk space or wait for finished jobs to expire, then create the job again" },
+  corrupt: { code: "STORE_CORRUPT", message: "the job store is corrupt; the operator must restore it or move it aside" },
+  io: { code: "STORE_IO", message: "the job store cannot be read or written" },
+};
 
 /**
  * Creates the document-job service (DESIGN section 9b). A job is validated and
@@ -135,7 +141,7 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandle {
 
   const runJob = async (job: StoredJob, signal: AbortSignal): Promise<void> => {
     try {
-      const choice = await deps.registry.resolve(job.options.model);
+      const choice = await withRetry(() => deps.registry.resolve(job.options.model), signal, job.id);
       try {
         const plan = planChunking(choice.model, job.options, job.requestedChunking);
         const dimensions = resolveDimensions(job.options.dimensions, choice.model.manifest).size;
@@ -157,9 +163,7 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandle {
         ? new EmbedderError("INVALID_ARGUMENT", reason.message, { details: { field: "chunking.chunk_size", value: reason.chunkSize } })
         : reason;
       if (error instanceof EmbedderError && error.reason === "SHUTTING_DOWN") return;
-      const failure = error instanceof JobStoreError
-        ? { code: error.kind === "full" ? "STORE_FULL" : error.kind === "corrupt" ? "STORE_CORRUPT" : "STORE_IO", message: error.message }
-        : { code: EmbedderError.from(error).reason, message: EmbedderError.from(error).message };
+      const failure = error instanceof JobStoreError ? STORE_FAILURES[error.kind] : { code: EmbedderError.from(error).reason, message: EmbedderError.from(error).message };
       logger.error({ err: reason, job: job.id, code: failure.code }, "document job failed");
       finish(job.id, "failed", failure);
     }
@@ -222,10 +226,11 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandle {
         embeddingTypes: ["float"],
         priority: "background",
       };
-      const result = await embedWithRetry(request, signal, () => {
+      const result = await withRetry(() => {
         store.addDispatched(job.id, pending.length, now());
         deps.onChunksEmbedded?.(pending.length);
-      });
+        return deps.embedder.embed(request, signal);
+      }, signal, job.id);
       const committed = store.commitResults(job.id, pending.map((chunk, index) => ({
         documentIndex: chunk.documentIndex,
         chunkIndex: chunk.chunkIndex,
@@ -238,17 +243,16 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandle {
     }
   };
 
-  /** Embeds a group, retrying transient failures; `beforeAttempt` counts each hand-over to inference (committed before it). */
-  const embedWithRetry = async (request: EmbedRequest, signal: AbortSignal, beforeAttempt: () => void) => {
+  /** Runs `work` (loading the model, embedding a batch), retrying transient failures with backoff. */
+  const withRetry = async <T>(work: () => Promise<T>, signal: AbortSignal, jobId: string): Promise<T> => {
     for (let attempt = 0; ; attempt++) {
-      beforeAttempt();
       try {
-        return await deps.embedder.embed(request, signal);
+        return await work();
       } catch (reason) {
         const error = EmbedderError.from(reason);
         if (signal.aborted || !TRANSIENT.has(error.reason) || attempt >= RETRIES) throw reason;
         const waitMs = Math.max(error.retryAfterMs ?? 0, RETRY_BASE_MS * 2 ** attempt);
-        logger.warn({ job: request.requestId, reason: error.reason, waitMs }, "document job batch failed; retrying");
+        logger.warn({ job: jobId, reason: error.reason, waitMs }, "document job step failed; retrying");
         await sleep(waitMs, undefined, { signal }).catch(() => undefined);
       }
     }
