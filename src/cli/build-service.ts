@@ -5,7 +5,7 @@ import { createAdmittedEmbedder } from "../admission/create-admitted-embedder.js
 import { createRateLimiter } from "../admission/rate-limit.js";
 import { createServer } from "../api/create-server.js";
 import { createJobService, type JobServiceDeps, type JobServiceHandle } from "../jobs/create-job-service.js";
-import { openJobStore } from "../jobs/job-store.js";
+import { JobStoreError, openJobStore, type JobStore } from "../jobs/job-store.js";
 import { createEmbeddingCache } from "../cache/embedding-cache.js";
 import { parseModelAliases } from "../api/openai/model-aliases.js";
 import { createAuthenticator } from "../auth/create-authenticator.js";
@@ -163,14 +163,22 @@ export async function buildService(config: ServeConfig, logger: Logger): Promise
 
 /**
  * The document-job service over the store in `config.dataDir` (opened now, so
- * a corrupt store stops the start with a clear error), running jobs through
- * the pipeline itself at background priority.
+ * a corrupt store stops the start with a clear error; a store another process
+ * holds turns jobs off here, logged, while the rest of the service runs),
+ * running jobs through the pipeline itself at background priority.
  */
 function buildJobService(
   config: ServeConfig,
   deps: Pick<JobServiceDeps, "embedder" | "registry" | "logger"> & { metrics: Metrics; batching: JobServiceDeps["batching"] },
-): JobServiceHandle {
-  const store = openJobStore({ dataDir: resolve(config.dataDir ?? "./data") });
+): JobServiceHandle | undefined {
+  let store: JobStore;
+  try {
+    store = openJobStore({ dataDir: resolve(config.dataDir ?? "./data") });
+  } catch (error) {
+    if (!(error instanceof JobStoreError) || error.kind !== "locked") throw error;
+    deps.logger.error({ err: error }, `document jobs are off: ${error.message}`);
+    return undefined;
+  }
   return createJobService({
     store,
     embedder: deps.embedder,

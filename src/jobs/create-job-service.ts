@@ -76,6 +76,7 @@ const RETRY_BASE_MS = 500;
 const STORE_FAILURES: { readonly [K in JobStoreError["kind"]]: { code: string; message: string } } = {
   full: { code: "STORE_FULL", message: "the job store is full; free disk space or wait for finished jobs to expire, then create the job again" },
   corrupt: { code: "STORE_CORRUPT", message: "the job store is corrupt; the operator must restore it or move it aside" },
+  locked: { code: "STORE_IO", message: "the job store is in use by another process" },
   io: { code: "STORE_IO", message: "the job store cannot be read or written" },
 };
 

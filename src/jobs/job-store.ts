@@ -7,16 +7,20 @@ import type { ChunkSpan } from "./chunk-document.js";
 /** File name of the job store inside the data folder. */
 export const JOB_STORE_FILE = "jobs.sqlite3";
 
+/** How long opening waits for another process to let go of the store, in ms. */
+const LOCK_WAIT_MS = 2_000;
+
 /** Schema version this code reads and writes (`PRAGMA user_version`). */
 const SCHEMA_VERSION = 1;
 
 /**
  * Why the store failed: `full` (no space left, or the store's size limit),
- * `corrupt` (the file is damaged or not a job store), `io` (another I/O
- * failure). The message says what to do; the SQLite error stays in `cause`.
+ * `corrupt` (the file is damaged or not a job store), `locked` (another
+ * process holds the store), `io` (another I/O failure). The message says what
+ * to do; the SQLite error stays in `cause`.
  */
 export class JobStoreError extends Error {
-  readonly kind: "full" | "corrupt" | "io";
+  readonly kind: "full" | "corrupt" | "locked" | "io";
 
   constructor(kind: JobStoreError["kind"], message: string, options: { cause?: unknown } = {}) {
     super(message, options);
@@ -148,6 +152,9 @@ export function toJobStoreError(error: unknown, file: string): unknown {
   if (CORRUPT_CODES.has(code)) {
     return new JobStoreError("corrupt", `the job store ${file} is corrupt (${code}): stop the server, move the file aside (its jobs are lost) or restore a backup, and start it again`, { cause: error });
   }
+  if (code === "SQLITE_BUSY" || code === "SQLITE_LOCKED") {
+    return new JobStoreError("locked", `the job store ${file} is in use by another process; give each server its own SUTRA_DATA_DIR`, { cause: error });
+  }
   if (code.startsWith("SQLITE_IOERR") || code === "SQLITE_CANTOPEN" || code === "SQLITE_READONLY") {
     return new JobStoreError("io", `the job store ${file} cannot be read or written (${code})`, { cause: error });
   }
@@ -243,7 +250,9 @@ CREATE TABLE IF NOT EXISTS chunks (
  * `synchronous=FULL`: every transaction is on disk (fsync) when it returns,
  * so a `kill -9` or a power cut loses nothing committed. Opening reads the
  * schema and the job table, so a damaged or foreign file is refused at once
- * with a JobStoreError of kind `corrupt`; SQLite failures later become
+ * with a JobStoreError of kind `corrupt`, and takes an exclusive lock held
+ * until close, so a second process on the same folder gets one of kind
+ * `locked` (two servers would run the same jobs); SQLite failures later become
  * JobStoreErrors too (`full`, `corrupt`, `io`). Calls are synchronous (they
  * run on the event loop): each is one short transaction.
  */
@@ -258,8 +267,10 @@ export function openJobStore(options: JobStoreOptions): JobStore {
     }
   };
   const db = guard(() => {
-    const opened = new Database(file);
+    const opened = new Database(file, { timeout: LOCK_WAIT_MS });
     try {
+      // One process per store, held until close (the OS drops the lock of a killed process).
+      opened.pragma("locking_mode = EXCLUSIVE");
       opened.pragma("journal_mode = WAL");
       opened.pragma("synchronous = FULL");
       opened.pragma("foreign_keys = ON");
@@ -274,6 +285,7 @@ export function openJobStore(options: JobStoreOptions): JobStore {
         opened.pragma(`max_page_count = ${Math.max(1, Math.floor(options.maxBytes / pageSize))}`);
       }
       opened.prepare("SELECT count(*) FROM jobs").get();
+      opened.exec("BEGIN IMMEDIATE; COMMIT");
       return opened;
     } catch (error) {
       opened.close();

@@ -167,6 +167,25 @@ describe("job store", () => {
     expect(failure).toMatchObject({ kind: "corrupt" });
   });
 
+  it("belongs to one process at a time: a second opener is told the store is in use", () => {
+    const { store, dataDir } = freshStore();
+    runningJob(store);
+    let failure: unknown;
+    try {
+      stores.push(openJobStore({ dataDir }));
+    } catch (error) {
+      failure = error;
+    }
+    expect(failure).toBeInstanceOf(JobStoreError);
+    expect(failure).toMatchObject({ kind: "locked" });
+    expect((failure as Error).message).toMatch(/in use by another process.*SUTRA_DATA_DIR/);
+    store.close();
+    stores.splice(stores.indexOf(store), 1);
+    const next = openJobStore({ dataDir });
+    stores.push(next);
+    expect(next.getJob("j1")?.status).toBe("running");
+  });
+
   it("says the store is full when a write does not fit", () => {
     const { store } = freshStore({ maxBytes: 64 * 1024 });
     let failure: unknown;
