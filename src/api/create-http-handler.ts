@@ -83,6 +83,8 @@ export function createHttpHandler(options: HttpHandlerOptions): (request: NodeRe
     const started = performance.now();
     const httpMethod = request.method ?? "GET";
     const url = new URL(request.url ?? "/", "http://localhost");
+    // The root is no google.api.http template; it is the playground page's /index.html route.
+    if (url.pathname === "/") url.pathname = "/index.html";
     let own: { route: HttpRoute; variables: Record<string, string> } | undefined;
     for (const candidate of compiled) {
       if (candidate.route.method !== httpMethod) continue;

@@ -38,6 +38,7 @@ import { createAccessInterceptor, createFailureInterceptor, createMetricsInterce
 import { createProviderRoutes, type ProviderAdmin } from "./provider-routes.js";
 import { createMetricsRoutes, createSeedRoutes } from "./seed-routes.js";
 import { createErrorInterceptor } from "./to-connect-error.js";
+import { createPlaygroundRoutes } from "../playground/playground-routes.js";
 
 /** What the request listener needs; see ServerDeps for the meaning of each. */
 export interface RequestListenerOptions {
@@ -122,6 +123,7 @@ export function createRequestListener(options: RequestListenerOptions): NodeRequ
       ...createMetricsRoutes(options.metrics),
       ...createSeedRoutes({ embedder: options.embedder, limits: options.limits, metrics: options.metrics }),
       ...createProviderRoutes(options.providers),
+      ...createPlaygroundRoutes(),
     ],
     rest,
     services: [EmbedderService],

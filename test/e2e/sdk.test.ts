@@ -1,4 +1,6 @@
+import { execFile } from "node:child_process";
 import net from "node:net";
+import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import { createNodeClient, errorReason, type NodeProtocol, type NodeSutraClient, type RetryEvent } from "../../src/client/node.js";
 import { EmbedderError, type ErrorReason } from "../../src/domain/errors.js";
@@ -182,5 +184,21 @@ describe("TypeScript SDK (src/client) against a real server on loopback", () => 
     // Part 1 (2048 texts) failed after answering half; the retry carried the other 1024 only.
     expect(scripted.calls.map((call) => call.length)).toEqual([2048, 1024, 2048, 904]);
     expect(scripted.calls[1]).toEqual(texts.slice(1024, 2048));
+  });
+
+  it("the package export sutra-embedder/client/node (esbuild bundle from npm ci) works in plain Node, without a TypeScript loader", async () => {
+    const scripted = scriptedEmbedder();
+    const { baseUrl } = await start(scripted);
+    const program = `
+      const { createNodeClient, splitInputs } = await import("sutra-embedder/client/node");
+      const client = createNodeClient({ baseUrl: process.argv[1] });
+      const response = await client.embed({ texts: ["plain node"] });
+      client.close();
+      console.log(JSON.stringify({ values: response.embeddings[0].values, parts: splitInputs(["a", "b", "c"], { maxInputs: 2, maxRequestBytes: 1e6 }) }));
+    `;
+    const { stdout } = await promisify(execFile)(process.execPath, ["--input-type=module", "-e", program, baseUrl], { cwd: new URL("../..", import.meta.url).pathname });
+    const output = JSON.parse(stdout) as { values: number[]; parts: unknown };
+    expect(output.values).toEqual(Array.from(fakeVector("plain node")));
+    expect(output.parts).toEqual([{ start: 0, count: 2 }, { start: 2, count: 1 }]);
   });
 });
