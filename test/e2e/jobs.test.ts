@@ -79,19 +79,22 @@ describe("document jobs (real service)", () => {
   }, 1_800_000);
 
   it("lists jobs newest first, filtered by status and paged by limit and offset, also on the seed's media route", async () => {
+    // One job runs at a time: the five short ones wait behind this one, so two can be cancelled while queued.
+    const blocker = (await jobs.create({ documents: jobDocuments(20, 10_000, "blocker") })).id;
     const ids: string[] = [];
     for (let index = 0; index < 5; index++) {
       ids.push((await jobs.create({ documents: [{ id: `list-${index}`, text: `List job number ${index}. It is short.` }] })).id);
     }
-    for (const id of [ids[1], ids[3]]) expect((await jobs.call("POST", `/v1/jobs/${id}/cancel`)).json().status).toBe("cancelled");
+    for (const id of [ids[1], ids[3]]) expect((await jobs.get(id)).status).toBe("queued");
+    for (const id of [ids[1], ids[3], blocker]) expect((await jobs.call("POST", `/v1/jobs/${id}/cancel`)).json().status).toBe("cancelled");
     for (const id of ids) await jobs.waitFor(id);
     const listed = (query: string) => jobs.call("GET", `/v1/jobs${query}`).then((answer) => {
       expect(answer.status).toBe(200);
       return answer.json() as { jobs: JobJson[]; pagination: { total: number; limit: number; offset: number; has_more: boolean } };
     });
     const cancelled = await listed("?status=cancelled");
-    expect(cancelled.jobs.map((job) => job.id)).toEqual([ids[3], ids[1]]);
-    expect(cancelled.pagination).toEqual({ total: 2, limit: 50, offset: 0, has_more: false });
+    expect(cancelled.jobs.map((job) => job.id)).toEqual([ids[3], ids[1], blocker]);
+    expect(cancelled.pagination).toEqual({ total: 3, limit: 50, offset: 0, has_more: false });
     const completed = (await listed("?status=completed&limit=1000")).jobs.map((job) => job.id);
     expect(completed.slice(0, 3)).toEqual([ids[4], ids[2], ids[0]]);
     const everything = await listed("?limit=1000");
@@ -100,12 +103,12 @@ describe("document jobs (real service)", () => {
     expect(page.jobs.map((job) => job.id)).toEqual([ids[3], ids[2]]);
     expect(page.pagination).toEqual({ total: everything.pagination.total, limit: 2, offset: 1, has_more: true });
     const seed = await jobs.call("GET", "/api/v1/media/embeddings/jobs?status=cancelled&limit=50&offset=0");
-    expect((seed.json().jobs as JobJson[]).map((job) => job.id)).toEqual([ids[3], ids[1]]);
+    expect((seed.json().jobs as JobJson[]).map((job) => job.id)).toEqual([ids[3], ids[1], blocker]);
     const single = await jobs.call("GET", `/api/v1/media/embeddings/jobs/${ids[0]}`);
     expect(single.json()).toMatchObject({ id: ids[0], status: "completed" });
     const overGrpc = await client.listJobs({ status: JobStatus.CANCELLED, limit: 1 });
     expect(overGrpc.jobs.map((job) => job.id)).toEqual([ids[3]]);
-    expect(overGrpc.pagination).toMatchObject({ total: 2, hasMore: true });
+    expect(overGrpc.pagination).toMatchObject({ total: 3, hasMore: true });
     const wrongStatus = await jobs.call("GET", "/v1/jobs?status=processing");
     expect(wrongStatus.status).toBe(400);
   }, 300_000);
