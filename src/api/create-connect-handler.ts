@@ -30,6 +30,12 @@ export interface ConnectHandlerOptions {
 export type ConnectHandler = (request: NodeRequest, response: NodeResponse, requestId: string) => boolean;
 
 /**
+ * Responses smaller than this go uncompressed even when the client accepts gzip: float vectors
+ * shrink by about 5% under gzip, which cost about 95 µs of main-thread CPU per 2 KB response.
+ */
+const RESPONSE_COMPRESSION_MIN_BYTES = 4 * 1024 * 1024;
+
+/**
  * The gRPC, gRPC-Web and Connect (JSON and binary) side of the server. It is
  * connectNodeAdapter's dispatch, rebuilt from connect-node's exported universal
  * helpers for two reasons the adapter has no hook for: every call gets the
@@ -45,6 +51,7 @@ export function createConnectHandler(options: ConnectHandlerOptions): ConnectHan
     readMaxBytes: options.maxBodyBytes,
     interceptors: options.interceptors,
     acceptCompression: [compressionGzip, compressionBrotli],
+    compressMinBytes: RESPONSE_COMPRESSION_MIN_BYTES,
   });
   options.routes(router);
   const handlers = new Map(router.handlers.map((handler) => [handler.requestPath, handler]));
