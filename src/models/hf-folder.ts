@@ -167,10 +167,13 @@ export async function listFolderFiles(dir: string): Promise<string[]> {
     .sort();
 }
 
-/** sha256 of every file of the folder (the manifest excluded), for the manifest's `files`. */
-export async function hashFolder(dir: string): Promise<Record<string, string>> {
+/**
+ * sha256 of every file of the folder (the manifest excluded), for the manifest's `files`. `known`
+ * holds digests already verified (a download's LFS files), which are not read again.
+ */
+export async function hashFolder(dir: string, known: Record<string, string> = {}): Promise<Record<string, string>> {
   const files: Record<string, string> = {};
-  for (const file of await listFolderFiles(dir)) files[file] = await sha256File(join(dir, file));
+  for (const file of await listFolderFiles(dir)) files[file] = known[file] ?? await sha256File(join(dir, file));
   return files;
 }
 

@@ -219,7 +219,8 @@ export async function downloadHubModel(options: DownloadHubModelOptions): Promis
     manifest = await describeSentenceTransformersFolder(temporaryDir, { id: options.repo, hub });
     report({ bytesDone: bytesTotal, bytesTotal, bytesFetched, phase: "variants" });
     if (options.prepare) manifest = await options.prepare(temporaryDir, manifest);
-    manifest = { ...manifest, files: await hashFolder(temporaryDir) };
+    const verified = Object.fromEntries(plan.filter((file) => file.check.kind === "sha256").map((file) => [file.path, file.check.digest]));
+    manifest = { ...manifest, files: await hashFolder(temporaryDir, verified) };
     await writeManifest(temporaryDir, manifest);
   } catch (error) {
     await rm(temporaryDir, { recursive: true, force: true });
