@@ -15,6 +15,9 @@ export async function probeCuda(): Promise<{ available: boolean; reason: string 
   const input = graph.input(valueInfo("x", DataType.FLOAT, [1]));
   graph.op("Identity", { inputs: [input], outputs: ["y"] });
   graph.output(valueInfo("y", DataType.FLOAT, [1]));
+  // The expected failure would also print onnxruntime's native error line; the caller logs the
+  // reason once instead. This thread runs no other sessions (workers hold them).
+  ort.env.logLevel = "fatal";
   try {
     const session = await ort.InferenceSession.create(encodeModel(buildModel(graph)), { executionProviders: ["cuda"] });
     await session.release();
