@@ -70,6 +70,8 @@ export interface ModelRegistryOptions {
   prepareDownload?: (dir: string, manifest: ModelManifest) => Promise<ModelManifest>;
   /** Runs once a downloaded model is installed and loaded (e.g. one embedding to open the sessions). */
   warmup?: (modelId: string) => Promise<void>;
+  /** Least time between two rescans triggered by unknown model names; default 2 s. */
+  rescanIntervalMs?: number;
   /** Told about loads, unloads and download outcomes. */
   onEvent?: (event: { kind: "loaded" | "unloaded" | "downloaded" | "failed"; modelId: string; reason?: string }) => void;
 }
@@ -90,7 +92,7 @@ export interface ModelRegistry {
   /** Every model found or known, with its status. */
   describe(): ModelDescription[];
   /** One model by id or alias; UNKNOWN_MODEL when nothing matches. */
-  describeOne(name: string): ModelDescription;
+  describeOne(name: string): Promise<ModelDescription>;
   /** Ids of models whose load or download failed, with the reason. */
   failures(): Array<{ id: string; reason: string }>;
   /**
@@ -127,6 +129,9 @@ interface Entry {
   /** Estimated memory when loaded, MB. */
   memoryMb: number;
 }
+
+/** Least time between two rescans of the model folders triggered by unknown names. */
+const RESCAN_INTERVAL_MS = 2_000;
 
 /** A hub id: `name` or `org/name`, letters, digits, `-`, `_`, `.`; no `..`. */
 const MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]*)?$/;
@@ -197,16 +202,34 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
       const manifest = await readManifest(dir);
       if (!manifest) return;
       const entry = entryFor(manifest.id);
-      if (entry.dir && entry.dir !== dir) return;
+      if (entry.dir && (entry.dir !== dir || entry.manifest)) return;
       entry.dir = dir;
       entry.manifest = manifest;
       entry.memoryMb = (await fileSizeMb(join(dir, manifest.variants.fp32?.file ?? "model.onnx"))) * sessionsPerModel;
     } catch (error) {
+      if (scanFailures.some((failure) => failure.id === folderName)) return;
       scanFailures.push({ id: folderName, reason: `folder ${folderName} cannot be served: ${(error as Error).message}` });
     }
   };
 
+  let lastScan = 0;
+  /**
+   * Looks a name up; a name nothing matches triggers one rescan of the folders (at most one per
+   * `rescanIntervalMs`), so a model folder copied in while the server runs is found on its first
+   * request without a restart.
+   */
+  const lookupOrRescan = async (name: string): Promise<{ entry: Entry; preset: Preset }> => {
+    try {
+      return lookup(name);
+    } catch (error) {
+      if (Date.now() - lastScan < (options.rescanIntervalMs ?? RESCAN_INTERVAL_MS)) throw error;
+      await scan();
+      return lookup(name);
+    }
+  };
+
   const scan = async (): Promise<void> => {
+    lastScan = Date.now();
     for (const root of options.modelDirs) {
       const children = await readdir(root, { withFileTypes: true }).catch(() => []);
       for (const child of children) {
@@ -405,7 +428,7 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
       if (entry?.manifest) await load(entry).catch(() => undefined);
     },
     async resolve(name) {
-      const { entry, preset } = lookup(name);
+      const { entry, preset } = await lookupOrRescan(name);
       if ((entry.download && entry.download.progress.phase !== "warmup") || !entry.manifest) throw notReady(entry);
       entry.leases++;
       try {
@@ -429,7 +452,7 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
     },
     defaultModel: () => entries.get(options.defaultModelId)?.served,
     describe: () => [...entries.values()].map(describeEntry),
-    describeOne: (name) => describeEntry(lookup(name).entry),
+    describeOne: async (name) => describeEntry((await lookupOrRescan(name)).entry),
     failures: () => [
       ...scanFailures,
       ...[...entries.values()].filter((entry) => entry.failure).map((entry) => ({ id: entry.id, reason: entry.failure ?? "" })),

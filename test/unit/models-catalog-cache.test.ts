@@ -111,6 +111,19 @@ describe("registry", () => {
     await expect(registry.download("BAAI/bge-small-en-v1.5")).rejects.toMatchObject({ reason: "NOT_IMPLEMENTED" });
   });
 
+  it("finds a folder copied in after start on its first request by name", async () => {
+    const dir = join(root, "rescan");
+    await writeTinyBertModel(join(dir, "org--first"));
+    const registry = createModelRegistry({ modelDirs: [dir], defaultModelId: "org/first", rescanIntervalMs: 0 });
+    await registry.start();
+    await expect(registry.resolve("org/second")).rejects.toMatchObject({ reason: "UNKNOWN_MODEL" });
+    await writeTinyBertModel(join(dir, "org--second"), { pooling: "cls" });
+    const choice = await registry.resolve("org/second");
+    expect(choice.model.manifest.pooling).toBe("cls");
+    choice.release?.();
+    expect((await registry.describeOne("org/second")).status).toBe("loaded");
+  });
+
   it("refuses a model off the allowlist with FORBIDDEN", async () => {
     const registry = createModelRegistry({ modelDirs: [], defaultModelId: "x", hub: { endpoint: "http://127.0.0.1:9", allowlist: ["BAAI/*", "intfloat/e5-small-v2"] } });
     await registry.start();
