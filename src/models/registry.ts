@@ -197,16 +197,21 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
     return entry;
   };
 
+  /** Folders already read (rescans read only new ones). */
+  const seenDirs = new Set<string>();
   const addFolder = async (dir: string, folderName: string): Promise<void> => {
+    if (seenDirs.has(dir)) return;
     try {
       const manifest = await readManifest(dir);
       if (!manifest) return;
+      seenDirs.add(dir);
       const entry = entryFor(manifest.id);
       if (entry.dir && (entry.dir !== dir || entry.manifest)) return;
       entry.dir = dir;
       entry.manifest = manifest;
       entry.memoryMb = (await fileSizeMb(join(dir, manifest.variants.fp32?.file ?? "model.onnx"))) * sessionsPerModel;
     } catch (error) {
+      seenDirs.add(dir);
       if (scanFailures.some((failure) => failure.id === folderName)) return;
       scanFailures.push({ id: folderName, reason: `folder ${folderName} cannot be served: ${(error as Error).message}` });
     }
