@@ -87,6 +87,12 @@ export interface Batcher<Item extends BatchItem, Context> {
    * unrun), and with the runner's error for a failed batch.
    */
   submit(items: Item[], options: SubmitOptions<Context>): Promise<SubmitResult>;
+  /**
+   * Throws OVERLOADED when `count` more items of `priority` would exceed the queue bound now;
+   * callers check before costly work (tokenization) so a refusal comes at once. `submit`
+   * checks again.
+   */
+  checkRoom(count: number, priority?: BatchPriority): void;
   /** Items waiting now (both priorities). */
   queueDepth(): number;
   /** Resolves once nothing waits or runs (for draining). */
@@ -231,16 +237,25 @@ export function createBatcher<Item extends BatchItem, Context>(options: BatcherO
     }
   };
 
+  const checkRoom = (count: number, priority?: BatchPriority): void => {
+    const queued = priority === "background" ? backgroundQueued : queue.length - backgroundQueued;
+    if (queued + count > options.maxQueue) {
+      throw new EmbedderError("OVERLOADED", "the server is at capacity; retry shortly", {
+        retryAfterMs: 1000,
+        details: { queued, limit: options.maxQueue },
+      });
+    }
+  };
+
   return {
+    checkRoom,
     submit(items, submitOptions) {
       if (submitOptions.signal?.aborted) return Promise.reject(new EmbedderError("CANCELLED", "the request was cancelled"));
       const background = submitOptions.priority === "background";
-      const queued = background ? backgroundQueued : queue.length - backgroundQueued;
-      if (queued + items.length > options.maxQueue) {
-        return Promise.reject(new EmbedderError("OVERLOADED", "the server is at capacity; retry shortly", {
-          retryAfterMs: 1000,
-          details: { queued, limit: options.maxQueue },
-        }));
+      try {
+        checkRoom(items.length, submitOptions.priority);
+      } catch (error) {
+        return Promise.reject(error);
       }
       return new Promise<SubmitResult>((resolve, reject) => {
         const request: RequestState<Context> = {

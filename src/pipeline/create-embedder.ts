@@ -245,6 +245,7 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
       };
     }
 
+    batcher.checkRoom(request.texts.length, request.priority);
     const tokenizeStarted = performance.now();
     const modelFile = `${model.dir}/${variant.file}`;
     const executionProviders = requestProfile.executionProviders;
