@@ -23,6 +23,18 @@ export interface FailureFacts {
   details: Record<string, string>;
   /** How long the server asked the client to wait, in ms (`retry-after` metadata or RetryInfo). */
   retryAfterMs?: number;
+  /**
+   * The HTTP/2 peer (a server or a proxy such as nginx) reset the stream with
+   * REFUSED_STREAM: by RFC 9113 section 8.7 it did no work on it, so sending
+   * it again is safe even for a call that is not idempotent.
+   */
+  refused: boolean;
+  /**
+   * The call broke below the service (a reset stream or connection, a proxy's
+   * 5xx) rather than being answered with a reason: connect-node reports such
+   * failures as UNAVAILABLE, INTERNAL or UNKNOWN depending on where they broke.
+   */
+  transport: boolean;
 }
 
 /**
@@ -34,7 +46,10 @@ export interface FailureFacts {
 export function failureFacts(error: unknown): FailureFacts {
   const connectError = ConnectError.from(error);
   const info = connectError.findDetails(ErrorInfoSchema).find((detail) => detail.domain === SUTRA_ERROR_DOMAIN);
-  const facts: FailureFacts = { code: connectError.code, details: info ? { ...info.metadata } : {} };
+  const chain = info === undefined ? causeChain(connectError) : [];
+  const refused = chain.some((reason) => /REFUSED_STREAM/.test(reason.message));
+  const transport = connectError.code === Code.Unavailable || chain.some((reason) => TRANSPORT_FAILURE.test(reason.message) || TRANSPORT_CODES.has(String((reason as { code?: unknown }).code)));
+  const facts: FailureFacts = { code: connectError.code, details: info ? { ...info.metadata } : {}, refused, transport: info === undefined && transport };
   if (info) facts.reason = info.reason;
   const header = connectError.metadata.get("retry-after");
   const headerSeconds = header === null ? NaN : Number(header);
@@ -47,6 +62,18 @@ export function failureFacts(error: unknown): FailureFacts {
   return facts;
 }
 
+/** Messages of HTTP/2 and socket failures, as Node and connect-node word them. */
+const TRANSPORT_FAILURE = /NGHTTP2_|stream closed with error code|ECONNRESET|EPIPE|socket hang up/i;
+/** Node error codes of broken HTTP/2 streams, sessions and sockets. */
+const TRANSPORT_CODES = new Set(["ERR_HTTP2_STREAM_ERROR", "ERR_HTTP2_SESSION_ERROR", "ERR_HTTP2_GOAWAY_SESSION", "ECONNRESET", "EPIPE", "ECONNREFUSED"]);
+
+/** An error and its causes, outermost first (at most 8, so a cycle cannot hang). */
+function causeChain(error: Error): Error[] {
+  const chain: Error[] = [];
+  for (let current: unknown = error; current instanceof Error && chain.length < 8 && !chain.includes(current); current = current.cause) chain.push(current);
+  return chain;
+}
+
 /** The server's reason for a failed call (ErrorInfo), or undefined when none was sent. */
 export function errorReason(error: unknown): string | undefined {
   return failureFacts(error).reason;
@@ -55,11 +82,14 @@ export function errorReason(error: unknown): string | undefined {
 /**
  * Whether a failure is worth sending again unchanged. A reason from the
  * server decides (RETRYABLE_REASONS, or the caller's own list). Without a
- * reason, only UNAVAILABLE counts, the code a refused or reset connection and
- * a proxy's 502/503/504 read as (a replica that died mid-call), and only for
- * calls that are safe to repeat (`idempotent`): every rpc but CreateJob.
+ * reason, a refused stream (no work was done) is always retried, and any
+ * other failure below the service (`transport`: a refused or reset connection
+ * or stream, a proxy's 502/503/504, which is how a replica that died mid-call
+ * looks) only for calls that are safe to repeat (`idempotent`): every rpc but
+ * CreateJob.
  */
 export function isRetryable(facts: FailureFacts, options: { reasons: readonly string[]; idempotent: boolean }): boolean {
   if (facts.reason !== undefined) return options.reasons.includes(facts.reason);
-  return options.idempotent && facts.code === Code.Unavailable;
+  if (facts.refused) return true;
+  return options.idempotent && facts.transport;
 }
