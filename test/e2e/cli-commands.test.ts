@@ -98,7 +98,7 @@ describe("sutra jobs, models and health (CLI) against a real service", () => {
     const missing = await sutra(["jobs", "status", "no-such-job"], running.baseUrl);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain("(JOB_NOT_FOUND)");
-  });
+  }, 180_000);
 
   it("models download polls DownloadModel until the model is served; models list shows it", async () => {
     const download = await sutra(["models", "download", "tiny/cli", "--poll-ms", "200"], running.baseUrl);
@@ -112,7 +112,7 @@ describe("sutra jobs, models and health (CLI) against a real service", () => {
     expect(table.stdout).toMatch(/tiny\/cli\s+(ready|loaded)\s+64/);
     const json = await sutra(["models", "list", "--json", "--dimensions", "512"], running.baseUrl);
     expect((JSON.parse(json.stdout) as Array<{ id: string }>).map((model) => model.id)).toContain("universal-sentence-encoder-lite");
-  });
+  }, 120_000);
 
   it("models build <folder> writes gated precision variants and the manifest of a sentence-transformers folder", async () => {
     const folder = join(dir, "tiny-build");

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, mkdtempSync, openSync, readFileSync, readSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -46,11 +46,28 @@ async function embeddedSoFar(baseUrl: string): Promise<number> {
     .reduce((sum, line) => sum + Number(line.split(" ").at(-1)), 0);
 }
 
-/** Finished batches in a checkpoint journal (its lines less the header). */
-function journalBatches(path: string): number {
-  if (!existsSync(path)) return 0;
-  const lines = readFileSync(path, "utf8").split("\n").filter(Boolean).length;
-  return Math.max(0, lines - 1);
+/**
+ * Counts the finished batches of a checkpoint journal as it grows (its lines less the header),
+ * reading only the bytes added since the last call: the kill test polls it every 25 ms.
+ */
+function journalCounter(path: string): () => number {
+  let offset = 0;
+  let lines = 0;
+  return () => {
+    if (!existsSync(path)) return 0;
+    const fd = openSync(path, "r");
+    try {
+      const size = fstatSync(fd).size;
+      if (size < offset) [offset, lines] = [0, 0];
+      const fresh = Buffer.alloc(size - offset);
+      readSync(fd, fresh, 0, fresh.byteLength, offset);
+      offset = size;
+      for (let at = fresh.indexOf(0x0a); at !== -1; at = fresh.indexOf(0x0a, at + 1)) lines += 1;
+    } finally {
+      closeSync(fd);
+    }
+    return Math.max(0, lines - 1);
+  };
 }
 
 describe("sutra embed (CLI) against a real service", () => {
@@ -79,10 +96,11 @@ describe("sutra embed (CLI) against a real service", () => {
     const resumedPath = join(dir, "resumed.jsonl");
     const checkpoint = `${resumedPath}.checkpoint`;
     const before = await embeddedSoFar(running.baseUrl);
-    const killed = await runCli([...common, "-o", resumedPath], running.baseUrl, () => journalBatches(checkpoint) >= 50);
+    const journalBatches = journalCounter(checkpoint);
+    const killed = await runCli([...common, "-o", resumedPath], running.baseUrl, () => journalBatches() >= 50);
     expect(killed.signal).toBe("SIGKILL");
     expect(existsSync(resumedPath)).toBe(false);
-    const savedBatches = journalBatches(checkpoint);
+    const savedBatches = journalCounter(checkpoint)();
     expect(savedBatches).toBeGreaterThanOrEqual(50);
     expect(savedBatches).toBeLessThan(100);
 
@@ -108,7 +126,7 @@ describe("sutra embed (CLI) against a real service", () => {
     expect(withoutVectors(records) === withoutVectors(reference)).toBe(true);
     const worst = Math.max(...records.map((record, row) => Math.max(...record.embedding.map((value, column) => Math.abs(value - reference[row].embedding[column])))));
     expect(worst).toBeLessThanOrEqual(1e-6);
-  });
+  }, 400_000);
 
   it("at concurrency 1 a killed and resumed run writes a byte-identical file to an uninterrupted one", async () => {
     const input = join(dir, "sequential.txt");
@@ -117,13 +135,14 @@ describe("sutra embed (CLI) against a real service", () => {
     const whole = join(dir, "sequential-whole.jsonl");
     expect((await runCli([...common, "-o", whole], running.baseUrl)).code).toBe(0);
     const resumedPath = join(dir, "sequential-resumed.jsonl");
-    const killed = await runCli([...common, "-o", resumedPath], running.baseUrl, () => journalBatches(`${resumedPath}.checkpoint`) >= 20);
+    const journalBatches = journalCounter(`${resumedPath}.checkpoint`);
+    const killed = await runCli([...common, "-o", resumedPath], running.baseUrl, () => journalBatches() >= 20);
     expect(killed.signal).toBe("SIGKILL");
     const resumed = await runCli([...common, "-o", resumedPath], running.baseUrl);
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(resumed.stderr).toMatch(/resuming from .* (2\d|3\d) of 40 batches/);
     expect(readFileSync(resumedPath).equals(readFileSync(whole))).toBe(true);
-  });
+  }, 200_000);
 
   it("dedup by id and by content hash: repeats are left out and never sent", async () => {
     const input = join(dir, "dupes.jsonl");

@@ -91,7 +91,7 @@ describe.skipIf(!hasChromium)(title, () => {
     await page.screenshot({ path: screenshot, fullPage: true });
     expect(readFileSync(screenshot).subarray(1, 4).toString()).toBe("PNG");
     await page.close();
-  });
+  }, 120_000);
 
   it("serves the bundled script and says why when asked for too few texts", async () => {
     const script = await fetch(`${running.baseUrl}/playground.js`);

@@ -128,7 +128,7 @@ describe.skipIf(!hasNginx)(title, () => {
     console.log(`scale-out: 1,000 calls through nginx served ${served.join(" / ")} by the two replicas`);
     expect(served[0] + served[1]).toBe(1000);
     for (const count of served) expect(count).toBeGreaterThanOrEqual(300);
-  });
+  }, 240_000);
 
   it("one replica SIGKILLed mid-run: an SDK client with retries sees 0 failed calls out of 1,000", async () => {
     const retries: RetryEvent[] = [];
@@ -163,5 +163,5 @@ describe.skipIf(!hasNginx)(title, () => {
     expect(replicas[1].process.signalCode ?? (await new Promise((resolve) => replicas[1].process.once("exit", (_code, signal) => resolve(signal))))).toBe("SIGKILL");
     expect(done).toBe(1000);
     expect(failed, [...failures].join("\n")).toBe(0);
-  });
+  }, 240_000);
 });

@@ -144,7 +144,7 @@ describe("TypeScript SDK (src/client) against a real server on loopback", () => 
       for (const index of [0, 1, 2047, 2048, 4095, 4096, total - 1]) expect(response.embeddings[index].values).toEqual(Array.from(fakeVector(texts[index], 64)));
       expect(response.usage?.promptTokens).toBe(texts.reduce((sum, text) => sum + text.split(/\s+/).length, 0));
       expect(response.metadata?.requestId.split(",")).toHaveLength(sizes.length);
-    });
+    }, 180_000);
   }
 
   it("splits by bytes too: every request stays under the body limit", async () => {
@@ -184,7 +184,7 @@ describe("TypeScript SDK (src/client) against a real server on loopback", () => 
     // Part 1 (2048 texts) failed after answering half; the retry carried the other 1024 only.
     expect(scripted.calls.map((call) => call.length)).toEqual([2048, 1024, 2048, 904]);
     expect(scripted.calls[1]).toEqual(texts.slice(1024, 2048));
-  });
+  }, 180_000);
 
   it("the package export sutra-embedder/client/node (esbuild bundle from npm ci) works in plain Node, without a TypeScript loader", async () => {
     const scripted = scriptedEmbedder();
