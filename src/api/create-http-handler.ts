@@ -83,8 +83,8 @@ export function createHttpHandler(options: HttpHandlerOptions): (request: NodeRe
     const started = performance.now();
     const httpMethod = request.method ?? "GET";
     const url = new URL(request.url ?? "/", "http://localhost");
-    // The root is no google.api.http template; it is the playground page's /index.html route.
-    if (url.pathname === "/") url.pathname = "/index.html";
+    // GET / is the playground page (its route is /index.html: the root is no google.api.http template).
+    if (url.pathname === "/" && httpMethod === "GET") url.pathname = "/index.html";
     let own: { route: HttpRoute; variables: Record<string, string> } | undefined;
     for (const candidate of compiled) {
       if (candidate.route.method !== httpMethod) continue;

@@ -237,7 +237,7 @@ describe("REST bad input", () => {
     ["an unknown model", () => rest("/v1/embeddings", { body: { texts: ["a"], model: "no-such-model" } }), 404, "UNKNOWN_MODEL", { model: "no-such-model" }],
     ["an unknown route", () => rest("/v1/embedings", { body: { texts: ["a"] } }), 404, "ROUTE_NOT_FOUND", { method: "POST", path: "/v1/embedings" }],
     ["a known path with the wrong method", () => rest("/v1/embeddings"), 404, "ROUTE_NOT_FOUND"],
-    ["the root path", () => rest("/"), 404, "ROUTE_NOT_FOUND"],
+    ["the root path with POST (GET / is the playground page)", () => rest("/", { body: { texts: ["a"] } }), 404, "ROUTE_NOT_FOUND", { method: "POST", path: "/" }],
   ];
 
   it.each(cases)("rejects %s", async (_name, send, status, code, details) => {
