@@ -1,7 +1,6 @@
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { performance } from "node:perf_hooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { resolveHardwareProfile } from "../../src/inference/hardware-profile.js";
 import { describeSentenceTransformersFolder, hashFolder, writeManifest } from "../../src/models/hf-folder.js";
@@ -121,9 +120,7 @@ describe("embedding cache", () => {
   it("serves a repeated identical request from the cache: no inference, identical vectors, hits in health", async () => {
     const first = await embed(request);
     const batches = await inferenceBatches();
-    const started = performance.now();
     const second = await embed(request);
-    const hitMs = performance.now() - started;
     expect(await inferenceBatches()).toBe(batches);
     expect(second.embeddings).toEqual(first.embeddings);
     expect(second.usage.prompt_tokens).toBe(first.usage.prompt_tokens);
@@ -132,7 +129,6 @@ describe("embedding cache", () => {
     expect(health.cache).toMatchObject({ enabled: true, max_size: 1000, ttl_seconds: 600 });
     expect(Number(health.cache.hits)).toBeGreaterThanOrEqual(2);
     expect(Number(health.cache.size)).toBeGreaterThanOrEqual(2);
-    console.log(`cache hit request: ${hitMs.toFixed(2)} ms`);
   });
 
   it("a streamed request is served from the same cache, each record equal to the unary vector", async () => {
