@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -44,6 +44,7 @@ describe("sutra jobs, models and health (CLI) against a real service", () => {
   afterAll(async () => {
     await running?.stop();
     await hub?.close();
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it("health prints GetHealth as JSON and exits 0; an unreachable server exits 1", async () => {

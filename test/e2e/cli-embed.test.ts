@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { closeSync, existsSync, fstatSync, mkdtempSync, openSync, readFileSync, readSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -78,7 +78,10 @@ describe("sutra embed (CLI) against a real service", () => {
     running = await startRealService();
     dir = mkdtempSync(join(tmpdir(), "sutra-cli-"));
   });
-  afterAll(() => running?.stop());
+  afterAll(async () => {
+    await running?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
 
   it("5,000 texts: killed (SIGKILL) at about 50%, rerun resumes, re-embeds at most the in-flight batches, and writes what an uninterrupted run writes", async () => {
     const input = join(dir, "corpus.jsonl");

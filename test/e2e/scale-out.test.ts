@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -85,12 +85,13 @@ describe.skipIf(!hasNginx)(title, () => {
   let nginx: ChildProcess | undefined;
   const nginxLog: string[] = [];
   let grpcPort = 0;
+  let dir = "";
 
   beforeAll(async () => {
     const [first, second, http1Port, http2Port] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
     grpcPort = http2Port;
     replicas.push(startReplica(first), startReplica(second));
-    const dir = mkdtempSync(join(tmpdir(), "sutra-nginx-"));
+    dir = mkdtempSync(join(tmpdir(), "sutra-nginx-"));
     chmodSync(dir, 0o777);
     const config = readFileSync(NGINX_CONF, "utf8")
       .replaceAll("sutra-1:8080", `127.0.0.1:${first}`)
@@ -108,6 +109,7 @@ describe.skipIf(!hasNginx)(title, () => {
 
   afterAll(async () => {
     await Promise.all([...replicas.map((replica) => stop(replica.process)), stop(nginx, "SIGQUIT")]);
+    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it("1,000 gRPC calls through nginx land at least 30% on each replica", async () => {

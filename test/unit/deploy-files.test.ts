@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -107,6 +107,7 @@ it.skipIf(!hasNginx)(
     const config = read("deploy/nginx/nginx.conf").replaceAll("sutra-1:8080", "127.0.0.1:18081").replaceAll("sutra-2:8080", "127.0.0.1:18082").replaceAll("/tmp/", `${dir}/`);
     writeFileSync(join(dir, "nginx.conf"), config);
     const output = execFileSync("/usr/sbin/nginx", ["-t", "-p", `${dir}/`, "-c", join(dir, "nginx.conf")], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+    rmSync(dir, { recursive: true, force: true });
     expect(output).toBe("");
   },
 );
