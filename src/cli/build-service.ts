@@ -50,7 +50,7 @@ export async function buildService(config: ServeConfig, logger: Logger): Promise
   const profile = resolveHardwareProfile(config.profile, { cuda: config.cuda, cudaAvailable: cuda.available });
   const metrics = createMetrics();
   // Loaded before the pool starts, so a bad providers file stops the server with nothing to close.
-  const providers = loadProviderGateway(config, { metrics, logger, isLocalModel: (name) => isLocalModel(name) });
+  const providers = loadProviderGateway(config, { metrics, logger, isLocalModel: (name) => registry.knows(name) });
   const pool = createInferencePool({
     threads: profile.workers,
     onWorkerLost: (error) => {
@@ -81,14 +81,6 @@ export async function buildService(config: ServeConfig, logger: Logger): Promise
   const cache = (config.cacheSize ?? 0) > 0
     ? createEmbeddingCache({ maxEntries: config.cacheSize ?? 0, ttlSeconds: config.cacheTtlS ?? 0 })
     : undefined;
-  const isLocalModel = (name: string): boolean => {
-    try {
-      registry.describeOne(name);
-      return true;
-    } catch {
-      return false;
-    }
-  };
   const embedder = createEmbedder({
     registry,
     pool,

@@ -93,6 +93,11 @@ export interface ModelRegistry {
   describe(): ModelDescription[];
   /** One model by id or alias; UNKNOWN_MODEL when nothing matches. */
   describeOne(name: string): Promise<ModelDescription>;
+  /**
+   * Whether `name` (preset, id or alias) names a model this server can serve locally now
+   * (installed, not merely in the catalog); synchronous and without rescanning, for routing.
+   */
+  knows(name: string): boolean;
   /** Ids of models whose load or download failed, with the reason. */
   failures(): Array<{ id: string; reason: string }>;
   /**
@@ -458,6 +463,13 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
     defaultModel: () => entries.get(options.defaultModelId)?.served,
     describe: () => [...entries.values()].map(describeEntry),
     describeOne: async (name) => describeEntry((await lookupOrRescan(name)).entry),
+    knows(name) {
+      try {
+        return lookup(name).entry.manifest !== undefined;
+      } catch {
+        return false;
+      }
+    },
     failures: () => [
       ...scanFailures,
       ...[...entries.values()].filter((entry) => entry.failure).map((entry) => ({ id: entry.id, reason: entry.failure ?? "" })),
