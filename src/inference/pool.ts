@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { BroadcastChannel } from "node:worker_threads";
 import { Piscina } from "piscina";
 import { EmbedderError } from "../domain/errors.js";
-import type { InferenceResult, InferenceTask } from "./task.js";
+import type { CrashTask, InferenceResult, InferenceTask } from "./task.js";
 
 /** Options of the inference pool. */
 export interface InferencePoolOptions {
@@ -36,7 +36,7 @@ export interface InferencePool {
    * unloaded); a session busy with a batch closes when the batch ends.
    */
   releaseModel(dir: string): void;
-  /** Test hook: terminates one worker thread as a crash would. */
+  /** Test hook: one worker thread exits between inference runs, as a crashed worker would. */
   terminateOneWorker(): Promise<void>;
   close(): Promise<void>;
 }
@@ -46,7 +46,7 @@ export function createInferencePool(options: InferencePoolOptions): InferencePoo
   const sessionChannelName = `sutra-sessions-${randomUUID()}`;
   const sessionChannel = new BroadcastChannel(sessionChannelName);
   sessionChannel.unref();
-  const pool = new Piscina<InferenceTask, InferenceResult>({
+  const pool = new Piscina<InferenceTask | CrashTask, InferenceResult>({
     workerData: { sessionChannel: sessionChannelName },
     filename: new URL("./worker-entry.mjs", import.meta.url).href,
     minThreads: options.threads,
@@ -81,7 +81,7 @@ export function createInferencePool(options: InferencePoolOptions): InferencePoo
       sessionChannel.postMessage({ release: dir });
     },
     async terminateOneWorker() {
-      await pool.threads[0]?.terminate();
+      await pool.run({ crash: true }).catch(() => undefined);
     },
     async close() {
       closing = true;
