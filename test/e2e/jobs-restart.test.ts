@@ -42,6 +42,9 @@ function startServer(dataDir: string): { child: ChildProcess; port: Promise<numb
   });
   const port = waitFor("listening").then((line) => (line.address as { port: number }).port);
   const loaded = port.then(() => waitFor("default model loaded")).then(() => undefined);
+  // A test that expects the server to refuse to start awaits `exited` alone; these may then reject unobserved.
+  port.catch(() => undefined);
+  loaded.catch(() => undefined);
   return { child, port, loaded, exited, lines };
 }
 
