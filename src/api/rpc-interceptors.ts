@@ -5,6 +5,7 @@ import { EmbedderError } from "../domain/errors.js";
 import { countFailure } from "../observability/count-failure.js";
 import type { Metrics } from "../observability/metrics.js";
 import { accessOfRpc, principalKey } from "./access-policy.js";
+import { interceptFailures } from "./intercept-failures.js";
 
 /**
  * Server interceptor that runs the access check (authentication, role, request
@@ -30,27 +31,10 @@ export function createFailureInterceptor(metrics: Metrics): Interceptor {
   const count = (reason: unknown): void => {
     if (!(reason instanceof ConnectError)) countFailure(metrics, EmbedderError.from(reason));
   };
-  return (next) => async (request) => {
-    try {
-      const response = await next(request);
-      if (!response.stream) return response;
-      const messages = response.message;
-      return {
-        ...response,
-        message: (async function* countedFailures() {
-          try {
-            yield* messages;
-          } catch (reason) {
-            count(reason);
-            throw reason;
-          }
-        })(),
-      };
-    } catch (reason) {
-      count(reason);
-      throw reason;
-    }
-  };
+  return interceptFailures((reason) => {
+    count(reason);
+    return reason;
+  });
 }
 
 /**

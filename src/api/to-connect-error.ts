@@ -5,6 +5,7 @@ import { EmbedderError } from "../domain/errors.js";
 import type { ErrorDetails } from "../domain/errors.js";
 import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { ERROR_DOMAIN, ERROR_TABLE, retryAfterSeconds } from "./error-table.js";
+import { interceptFailures } from "./intercept-failures.js";
 
 /**
  * Turns a domain error into the ConnectError every RPC protocol (gRPC, gRPC-Web,
@@ -51,26 +52,7 @@ export function createErrorInterceptor(logger: Logger): Interceptor {
     logEmbedderError(logger, error, { procedure });
     return toConnectError(error);
   };
-  return (next) => async (request) => {
-    const procedure = `${request.service.typeName}/${request.method.name}`;
-    try {
-      const response = await next(request);
-      if (!response.stream) return response;
-      const messages = response.message;
-      return {
-        ...response,
-        message: (async function* convertStreamErrors() {
-          try {
-            yield* messages;
-          } catch (reason) {
-            throw convert(reason, procedure);
-          }
-        })(),
-      };
-    } catch (reason) {
-      throw convert(reason, procedure);
-    }
-  };
+  return interceptFailures((reason, request) => convert(reason, `${request.service.typeName}/${request.method.name}`));
 }
 
 /**
