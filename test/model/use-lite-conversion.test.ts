@@ -110,6 +110,7 @@ describe("USE-Lite conversion vs the TF.js reference", () => {
     }
     const worst = Math.min(...cosines);
     const worstText = reference.sentences[cosines.indexOf(worst)].text.slice(0, 40);
+    console.log(`fp32 vs TF.js reference on ${cosines.length} sentences: min cosine ${worst} (${JSON.stringify(worstText)})`);
     expect(worst, `worst: ${JSON.stringify(worstText)}`).toBeGreaterThanOrEqual(0.99999);
   });
 
