@@ -4,22 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EmbedderService } from "../../gen/sutra/embedder/v1/embedder_pb.js";
 import { DEFAULT_MODEL_ID } from "../../src/models/builtin.js";
 import { startRealService, type RunningService } from "../support/real-service.js";
+import { metricKey as key, parseMetrics } from "../support/prometheus-text.js";
 
-/** Prometheus text exposition as a map from `name{labels}` (labels sorted) to value. */
-function parseMetrics(text: string): Map<string, number> {
-  const series = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
-    const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (match === null) continue;
-    const labels = (match[2] ?? "").match(/\w+="(?:[^"\\]|\\.)*"/g) ?? [];
-    series.set(`${match[1]}{${labels.sort().join(",")}}`, Number(match[3]));
-  }
-  return series;
-}
-
-const key = (name: string, labels: Record<string, string> = {}) =>
-  `${name}{${Object.entries(labels).map(([label, value]) => `${label}="${value}"`).sort().join(",")}}`;
 
 describe("metrics and the seed API's routes (real server)", () => {
   let running: RunningService;

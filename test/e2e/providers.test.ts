@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EmbedderService } from "../../gen/sutra/embedder/v1/embedder_pb.js";
 import { fakeVector, startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.js";
 import { startRealService, type RunningService } from "../support/real-service.js";
+import { metricKey as key, parseMetrics } from "../support/prometheus-text.js";
 
 /** The key every fake provider is configured with, through an env var; it must reach the upstream and nothing else. */
 const SECRET = "sk-test-9f3c1e7a-never-logged";
@@ -19,20 +20,6 @@ const DIMS = 8;
 /** The fake's vector as it comes back: float32 values (the service keeps vectors as Float32Array). */
 const expected = (text: string) => fakeVector(text, DIMS).map(Math.fround);
 
-/** Prometheus text exposition as a map from `name{labels}` (labels sorted) to value. */
-function parseMetrics(text: string): Map<string, number> {
-  const series = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
-    const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (match === null) continue;
-    const labels = (match[2] ?? "").match(/\w+="(?:[^"\\]|\\.)*"/g) ?? [];
-    series.set(`${match[1]}{${labels.sort().join(",")}}`, Number(match[3]));
-  }
-  return series;
-}
-const key = (name: string, labels: Record<string, string> = {}) =>
-  `${name}{${Object.entries(labels).map(([label, value]) => `${label}="${value}"`).sort().join(",")}}`;
 
 const PROVIDERS = ["flaky", "breaking", "primary", "backup", "solo", "other", "limited", "broken", "slow", "big", "tei", "hf", "offlist"] as const;
 type Name = (typeof PROVIDERS)[number];
