@@ -13,7 +13,8 @@ import { createStreamSessions, type StreamSessions } from "../streaming/create-s
 import { createRequestListener } from "./create-request-listener.js";
 import type { ProviderAdmin } from "./provider-routes.js";
 import type { NodeRequestListener } from "./node-types.js";
-import { createWebSocketHandler, isWebSocketTarget } from "./websocket/create-websocket-handler.js";
+import { handOver } from "./hand-over-connection.js";
+import { createWebSocketHandler } from "./websocket/create-websocket-handler.js";
 
 /** What the transport layer needs from the rest of the service. */
 export interface ServerDeps {
@@ -42,19 +43,50 @@ export interface ServerDeps {
   providers?: ProviderAdmin;
   /** Document jobs (DESIGN section 9b); absent = the job rpcs answer NOT_IMPLEMENTED. */
   jobs?: JobService;
+  /** Bounds on what one connection or client may hold open (docs/SECURITY.md); defaults in DEFAULT_CONNECTION_LIMITS. */
+  connectionLimits?: Partial<ConnectionLimits>;
+  /** Which Host names and browser origins are served (docs/SECURITY.md); default: loopback names, same origin only. */
+  origins?: Partial<OriginPolicy>;
 }
 
-/** The first bytes an HTTP/2 client with prior knowledge sends; no HTTP/1 request starts with them. */
-const HTTP2_PREFACE_START = Buffer.from("PRI * HTTP/2.0");
+/** Bounds on what one connection or client may hold open. */
+export interface ConnectionLimits {
+  /** Concurrent streams one HTTP/2 connection may open, sent in SETTINGS (`SUTRA_MAX_STREAMS_PER_CONNECTION`). */
+  maxStreamsPerConnection: number;
+  /** Open grpc.health.v1 Watch streams in all (`SUTRA_MAX_WATCH_STREAMS`); beyond: TOO_MANY_STREAMS. */
+  maxWatchStreams: number;
+  /** Open grpc.health.v1 Watch streams per connection (`SUTRA_MAX_WATCH_STREAMS_PER_CONNECTION`); beyond: TOO_MANY_STREAMS. */
+  maxWatchStreamsPerConnection: number;
+  /** Open connections per client address; 0 = no cap (`SUTRA_MAX_CONNECTIONS_PER_ADDRESS`). */
+  maxConnectionsPerAddress: number;
+  /** Bytes queued for one WebSocket client before the server stops reading it; twice that closes it with 1008 (`SUTRA_WS_MAX_BUFFERED_BYTES`). */
+  webSocketMaxBufferedBytes: number;
+}
+
+/** The defaults of `sutra serve` for {@link ConnectionLimits}. */
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
+  maxStreamsPerConnection: 100,
+  maxWatchStreams: 1000,
+  maxWatchStreamsPerConnection: 10,
+  maxConnectionsPerAddress: 0,
+  webSocketMaxBufferedBytes: 4 * 1024 * 1024,
+};
+
+/** Which Host names and browser origins the server serves. */
+export interface OriginPolicy {
+  /**
+   * When true (auth `none`), a request whose Host / `:authority` names neither a
+   * loopback name nor one of `allowedHosts` is refused with MISDIRECTED_REQUEST (DNS rebinding).
+   */
+  checkHost: boolean;
+  /** Host names served besides loopback names (`SUTRA_ALLOWED_HOSTS`). */
+  allowedHosts: readonly string[];
+  /** Browser origins allowed cross-origin (`SUTRA_CORS_ORIGINS`); empty = same origin only. */
+  corsOrigins: readonly string[];
+}
 
 /** While closing, how often HTTP/1.1 connections that have turned idle are closed. */
 const IDLE_SWEEP_MS = 100;
-
-/** A connection that has not said which protocol it speaks within this time is dropped. */
-const SNIFF_TIMEOUT_MS = 30_000;
-
-/** Longest HTTP/1.1 request line read to route a connection; a longer one goes to the HTTP/1.1 server as it is. */
-const REQUEST_LINE_LIMIT = 8 * 1024;
 
 /**
  * Creates the server, not yet listening (main listens). One port serves
@@ -193,53 +225,4 @@ export function createServer(deps: ServerDeps): net.Server {
     return server;
   };
   return server;
-}
-
-/** Where handOver sends a cleartext connection. */
-interface CleartextServers {
-  http1: http.Server;
-  /** HTTP/1.1 for connections that open with a request to a WebSocket route: this one takes upgrades. */
-  upgrading1: http.Server;
-  cleartext2: http2.Http2Server;
-}
-
-/**
- * Reads a connection's first bytes, puts them back, and hands the socket to
- * the HTTP/2 server when they are the HTTP/2 preface, to the upgrading
- * HTTP/1.1 server when its first request line targets a WebSocket route, else
- * to the HTTP/1.1 server (which also answers garbage with 400).
- */
-function handOver(socket: net.Socket, servers: CleartextServers): void {
-  let seen = Buffer.alloc(0);
-  const drop = (): void => {
-    socket.destroy();
-  };
-  socket.on("error", drop);
-  socket.setTimeout(SNIFF_TIMEOUT_MS, drop);
-  const peek = (): void => {
-    const chunk = socket.read() as Buffer | null;
-    if (chunk === null) {
-      socket.once("readable", peek);
-      return;
-    }
-    seen = Buffer.concat([seen, chunk]);
-    const compared = Math.min(seen.byteLength, HTTP2_PREFACE_START.byteLength);
-    const http2Preface = seen.subarray(0, compared).equals(HTTP2_PREFACE_START.subarray(0, compared));
-    if (http2Preface && seen.byteLength < HTTP2_PREFACE_START.byteLength) {
-      socket.once("readable", peek);
-      return;
-    }
-    const lineEnd = http2Preface ? -1 : seen.indexOf("\r\n");
-    if (!http2Preface && lineEnd === -1 && seen.byteLength < REQUEST_LINE_LIMIT) {
-      socket.once("readable", peek);
-      return;
-    }
-    socket.off("error", drop);
-    socket.setTimeout(0);
-    socket.unshift(seen);
-    const target = lineEnd === -1 ? "" : (seen.subarray(0, lineEnd).toString("latin1").split(" ")[1] ?? "");
-    const chosen = http2Preface ? servers.cleartext2 : isWebSocketTarget(target) ? servers.upgrading1 : servers.http1;
-    chosen.emit("connection", socket);
-  };
-  socket.once("readable", peek);
 }

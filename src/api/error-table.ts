@@ -22,13 +22,17 @@ export const ERROR_TABLE: { readonly [R in ErrorReason]: ErrorMapping } = {
   INVALID_ARGUMENT: { code: Code.InvalidArgument, httpStatus: 400 },
   INPUT_TOO_LONG: { code: Code.InvalidArgument, httpStatus: 400 },
   PAYLOAD_TOO_LARGE: { code: Code.ResourceExhausted, httpStatus: 413 },
+  UNSUPPORTED_MEDIA_TYPE: { code: Code.InvalidArgument, httpStatus: 415 },
   UNAUTHENTICATED: { code: Code.Unauthenticated, httpStatus: 401 },
   FORBIDDEN: { code: Code.PermissionDenied, httpStatus: 403 },
+  ORIGIN_NOT_ALLOWED: { code: Code.PermissionDenied, httpStatus: 403 },
+  MISDIRECTED_REQUEST: { code: Code.PermissionDenied, httpStatus: 421 },
   UNKNOWN_MODEL: { code: Code.NotFound, httpStatus: 404 },
   JOB_NOT_FOUND: { code: Code.NotFound, httpStatus: 404 },
   ROUTE_NOT_FOUND: { code: Code.NotFound, httpStatus: 404 },
   RATE_LIMITED: { code: Code.ResourceExhausted, httpStatus: 429 },
   OVERLOADED: { code: Code.ResourceExhausted, httpStatus: 429 },
+  TOO_MANY_STREAMS: { code: Code.ResourceExhausted, httpStatus: 429 },
   CANCELLED: { code: Code.Canceled, httpStatus: 499 },
   NOT_IMPLEMENTED: { code: Code.Unimplemented, httpStatus: 501 },
   MODEL_NOT_READY: { code: Code.Unavailable, httpStatus: 503 },
@@ -37,6 +41,7 @@ export const ERROR_TABLE: { readonly [R in ErrorReason]: ErrorMapping } = {
   SHUTTING_DOWN: { code: Code.Unavailable, httpStatus: 503 },
   UPSTREAM_BAD_RESPONSE: { code: Code.Unavailable, httpStatus: 502 },
   DEADLINE_EXCEEDED: { code: Code.DeadlineExceeded, httpStatus: 504 },
+  DATA_DAMAGED: { code: Code.DataLoss, httpStatus: 500 },
   INTERNAL: { code: Code.Internal, httpStatus: 500 },
 };
 
@@ -54,7 +59,7 @@ export const DEFAULT_RETRY_AFTER_MS = 1000;
  * errors that are not worth retrying as they are.
  */
 export function retryAfterSeconds(error: EmbedderError): number | undefined {
-  const throttled = error.reason === "OVERLOADED" || error.reason === "RATE_LIMITED";
+  const throttled = error.reason === "OVERLOADED" || error.reason === "RATE_LIMITED" || error.reason === "TOO_MANY_STREAMS";
   const milliseconds = error.retryAfterMs ?? (throttled ? DEFAULT_RETRY_AFTER_MS : undefined);
   return milliseconds === undefined ? undefined : Math.max(1, Math.ceil(milliseconds / 1000));
 }

@@ -131,6 +131,18 @@ export async function buildService(config: ServeConfig, logger: Logger): Promise
     access: createAccessControl({ authenticator, rateLimiter, metrics }),
     metrics,
     providers,
+    connectionLimits: {
+      maxStreamsPerConnection: config.maxStreamsPerConnection,
+      maxWatchStreams: config.maxWatchStreams,
+      maxWatchStreamsPerConnection: config.maxWatchStreamsPerConnection,
+      maxConnectionsPerAddress: config.maxConnectionsPerAddress,
+      webSocketMaxBufferedBytes: config.wsMaxBufferedBytes,
+    },
+    origins: {
+      checkHost: config.authMode === "none",
+      allowedHosts: listOf(config.allowedHosts),
+      corsOrigins: listOf(config.corsOrigins),
+    },
   });
   logger.info({ profile: profile.tier, workers: profile.workers, intraOpThreads: profile.intraOpThreads }, "hardware profile");
   return {
@@ -151,6 +163,11 @@ export async function buildService(config: ServeConfig, logger: Logger): Promise
       jobs?.close();
     },
   };
+}
+
+/** The entries of a comma-separated setting, trimmed, empty ones dropped. */
+function listOf(setting: string): string[] {
+  return setting.split(",").map((entry) => entry.trim()).filter(Boolean);
 }
 
 /**

@@ -62,6 +62,20 @@ export interface ServeConfig {
   fallbackChain?: string;
   /** Comma-separated provider names requests may use; empty = every configured provider. */
   providerAllowlist?: string;
+  /** Concurrent streams one HTTP/2 connection may open (sent in SETTINGS). */
+  maxStreamsPerConnection: number;
+  /** Open grpc.health.v1 Watch streams in all; beyond: TOO_MANY_STREAMS. */
+  maxWatchStreams: number;
+  /** Open grpc.health.v1 Watch streams per HTTP/2 connection; beyond: TOO_MANY_STREAMS. */
+  maxWatchStreamsPerConnection: number;
+  /** Bytes queued for one WebSocket client beyond which the server stops reading it (twice that: closed with 1008). */
+  wsMaxBufferedBytes: number;
+  /** Open connections per client address; 0 = no cap (a proxy carries many clients on one address). */
+  maxConnectionsPerAddress: number;
+  /** Comma-separated host names served besides loopback names when auth is `none` (DNS rebinding defence). */
+  allowedHosts: string;
+  /** Comma-separated browser origins allowed cross-origin (CORS, state-changing calls, WebSocket); empty = same origin only. */
+  corsOrigins: string;
 }
 
 const PROFILES = ["auto", "minimal", "low", "medium", "high", "extreme", "desktop", "server", "h100"];
@@ -75,6 +89,12 @@ const nonNegative = (value: string): number => {
 const positive = (value: string): number => {
   const parsed = Number(value);
   if (!Number.isFinite(parsed) || parsed <= 0) throw new Error(`expected a positive number, got "${value}"`);
+  return parsed;
+};
+
+const positiveInteger = (value: string): number => {
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed <= 0) throw new Error(`expected a positive integer, got "${value}"`);
   return parsed;
 };
 
@@ -129,7 +149,14 @@ export function addServeOptions(command: Command): Command {
     .addOption(new Option("--job-concurrency <n>", "jobs running at once (each keeps one batch in inference, below online traffic)").env("SUTRA_JOB_CONCURRENCY").default(1).argParser(integer))
     .addOption(new Option("--providers-file <file>", "upstream providers (YAML or JSON): OpenAI-compatible, TEI, HF Inference; see docs/PROVIDERS.md").env("SUTRA_PROVIDERS_FILE"))
     .addOption(new Option("--fallback-chain <names>", "providers to fall back along, comma-separated (overrides the file's fallback_chain)").env("EMBEDDINGS_FALLBACK_CHAIN"))
-    .addOption(new Option("--provider-allowlist <names>", "providers requests may use, comma-separated (others: FORBIDDEN); empty = all configured").env("SUTRA_PROVIDER_ALLOWLIST").default(""));
+    .addOption(new Option("--provider-allowlist <names>", "providers requests may use, comma-separated (others: FORBIDDEN); empty = all configured").env("SUTRA_PROVIDER_ALLOWLIST").default(""))
+    .addOption(new Option("--max-streams-per-connection <n>", "concurrent streams one HTTP/2 connection may open (sent in SETTINGS)").env("SUTRA_MAX_STREAMS_PER_CONNECTION").default(100).argParser(positiveInteger))
+    .addOption(new Option("--max-watch-streams <n>", "open grpc.health.v1 Watch streams in all; beyond: TOO_MANY_STREAMS (429)").env("SUTRA_MAX_WATCH_STREAMS").default(1000).argParser(integer))
+    .addOption(new Option("--max-watch-streams-per-connection <n>", "open grpc.health.v1 Watch streams per connection; beyond: TOO_MANY_STREAMS (429)").env("SUTRA_MAX_WATCH_STREAMS_PER_CONNECTION").default(10).argParser(integer))
+    .addOption(new Option("--ws-max-buffered-bytes <n>", "bytes queued for one WebSocket client before the server stops reading it; twice that closes it (1008)").env("SUTRA_WS_MAX_BUFFERED_BYTES").default(4 * 1024 * 1024).argParser(positiveInteger))
+    .addOption(new Option("--max-connections-per-address <n>", "open connections per client address (0 = no cap; a proxy carries many clients on one address)").env("SUTRA_MAX_CONNECTIONS_PER_ADDRESS").default(0).argParser(integer))
+    .addOption(new Option("--allowed-hosts <names>", "with auth none, Host names served besides loopback names, comma-separated (others: 421)").env("SUTRA_ALLOWED_HOSTS").default(""))
+    .addOption(new Option("--cors-origins <origins>", "browser origins allowed cross-origin, comma-separated (e.g. https://app.example); empty = same origin only").env("SUTRA_CORS_ORIGINS").default(""));
 }
 
 /**
@@ -187,5 +214,12 @@ export function readServeConfig(command: Command): ServeConfig {
     providersFile: options.providersFile as string | undefined,
     fallbackChain: options.fallbackChain as string | undefined,
     providerAllowlist: String(options.providerAllowlist),
+    maxStreamsPerConnection: Number(options.maxStreamsPerConnection),
+    maxWatchStreams: Number(options.maxWatchStreams),
+    maxWatchStreamsPerConnection: Number(options.maxWatchStreamsPerConnection),
+    wsMaxBufferedBytes: Number(options.wsMaxBufferedBytes),
+    maxConnectionsPerAddress: Number(options.maxConnectionsPerAddress),
+    allowedHosts: String(options.allowedHosts),
+    corsOrigins: String(options.corsOrigins),
   };
 }

@@ -2,8 +2,9 @@ import { mkdtempSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Command } from "commander";
 import { buildService, type Service } from "../../src/cli/build-service.js";
-import type { ServeConfig } from "../../src/cli/serve-options.js";
+import { addServeOptions, readServeConfig, type ServeConfig } from "../../src/cli/serve-options.js";
 import { createLogger, type Logger } from "../../src/observability/logger.js";
 
 /** A real service (real pool, real ONNX sessions, the built default model) listening on loopback. */
@@ -15,6 +16,13 @@ export interface RunningService {
   stop(): Promise<void>;
 }
 
+/** The settings `sutra serve` takes with no flags (env vars of the test process aside). */
+function defaultServeConfig(): ServeConfig {
+  const command = addServeOptions(new Command("serve"));
+  command.parse([], { from: "user" });
+  return readServeConfig(command);
+}
+
 /**
  * Builds and starts the whole service on 127.0.0.1 port 0 with an empty models
  * folder (the built-in default model must still serve). `overrides` replace
@@ -22,22 +30,13 @@ export interface RunningService {
  */
 export async function startRealService(overrides: Partial<ServeConfig> = {}, logger?: Logger): Promise<RunningService> {
   const config: ServeConfig = {
+    ...defaultServeConfig(),
     host: "127.0.0.1",
     port: 0,
     modelsDir: mkdtempSync(join(tmpdir(), "sutra-models-")),
-    defaultModel: "universal-sentence-encoder-lite",
-    profile: "auto",
-    cuda: false,
-    maxInputs: 2048,
-    maxQueue: 8192,
-    maxBodyBytes: 4 * 1024 * 1024,
     logLevel: "silent",
-    authMode: "none",
-    rateLimitRpm: 0,
-    rateLimitTpm: 0,
-    rateLimitBurst: 0,
-    maxConcurrency: 512,
-    modelAliases: "",
+    cacheSize: 0,
+    dataDir: "",
     ...overrides,
   };
   const service = await buildService(config, logger ?? createLogger(config.logLevel));

@@ -9,7 +9,7 @@ import type { NodeResponse } from "../node-types.js";
  */
 export function openAiErrorType(status: number): string {
   if (status === 401) return "authentication_error";
-  if (status === 403) return "permission_error";
+  if (status === 403 || status === 421) return "permission_error";
   if (status === 429) return "rate_limit_error";
   if (status === 499) return "request_cancelled";
   if (status >= 500) return "server_error";
