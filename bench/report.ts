@@ -4,6 +4,8 @@
  * the targets of issue 4 as ratios against the limits of the same run, and the
  * transformers.js peer of issue 6.
  */
+import type { FloodResult } from "./flood.js";
+import type { SoakResult } from "./soak.js";
 import type { Corpus, CorpusName } from "./corpora.js";
 import type { LimitResult, LimitSetting } from "./inference-limit.js";
 import { TRANSPORT_LABELS, type TransportName } from "./load-clients.js";
@@ -54,6 +56,8 @@ export interface BenchResults {
   service: CellResult[];
   /** The transformers.js comparison of issue 6, when its phase ran. */
   peer?: PeerResult;
+  flood?: FloodResult;
+  soak?: SoakResult;
 }
 
 const fixed = (value: number | undefined, digits = 0) => (value !== undefined && Number.isFinite(value) ? value.toFixed(digits) : "n/a");

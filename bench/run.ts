@@ -12,7 +12,12 @@
  *    Connect JSON and REST, short texts 1 per request and passages 32 per request, at
  *    each concurrency: throughput, latency, the server's event-loop delay and CPU time.
  * 5. `peer`: transformers.js against the service on a MiniLM-shaped model
- *    (bench/peer-transformers-js.ts, issue 6); runs last, once the other servers stopped.
+ *    (bench/peer-transformers-js.ts, issue 6); runs once the other servers stopped.
+ * 6. `flood`: unauthenticated HTTP/2 stream opens and an unread WebSocket client
+ *    sending large pings against the service with API-key auth; a bystander's
+ *    health calls during the flood and the server's heap before and after (bench/flood.ts).
+ * 7. `soak` (only when named in `--phases`): minutes of steady mixed-transport load,
+ *    the server's RSS after each slice (bench/soak.ts).
  *
  * Phases 1 and 2 run first. Phases 3 and 4 run in rounds (`--runs`, default 3): each
  * round measures A, then E, then every service cell once, so the limits and the service
@@ -21,12 +26,15 @@
  * The first round tries every A setting (1 thread x 2 intra-op threads, 2 x 1, batches
  * of 32 and 64); later rounds measure the best one again.
  *
- * Options: `--quick` (one round of 1-second runs, shorter limits), `--phases model,reference,limits,service,peer`,
+ * Options: `--quick` (one round of 1-second runs, shorter limits, a smaller flood),
+ * `--phases model,reference,limits,service,peer,flood,soak` (default: all but soak),
  * `--transports grpc,connect-json,rest`, `--workloads short,passages`, `--concurrency 1,8,64`,
  * `--runs N` (rounds), `--duration S` (seconds a run keeps sending), `--limit-seconds S` (per A setting),
  * `--precision-runs N`, `--reference-runs N`, `--reference-batches N`,
  * `--echo-payload small,embedding` (E's answer; "embedding" adds a row per transport),
- * `--cpu-prof DIR` (the service child writes a .cpuprofile per thread there), `--json FILE` (raw results).
+ * `--cpu-prof DIR` (the service child writes a .cpuprofile per thread there), `--json FILE` (raw results),
+ * `--flood-streams N` (20000), `--flood-connections N` (20), `--flood-pings N` (400), `--flood-ping-bytes N` (262144),
+ * `--soak-minutes M` (10), `--soak-clients N` (64).
  */
 import { writeFileSync } from "node:fs";
 import { availableParallelism, cpus, loadavg } from "node:os";
@@ -36,20 +44,24 @@ import { loadCorpus, type Corpus, type CorpusName } from "./corpora.js";
 import { loadBenchModel } from "./default-model.js";
 import { measureInferenceLimit, measureLimitSetting, type LimitSetting } from "./inference-limit.js";
 import { TRANSPORTS, type TransportName } from "./load-clients.js";
+import { formatFloodReport, runFlood } from "./flood.js";
 import { measureModelPrecision } from "./model-precision.js";
 import { runPeerComparison } from "./peer-transformers-js.js";
 import { runReference } from "./reference.js";
 import { formatReport, type BenchPlan, type BenchResults, type EchoPayload } from "./report.js";
 import { startServerProcess } from "./server-process.js";
 import { createLoadTarget, summarizeRuns, WORKLOADS, type CellKey, type CellRun, type LoadTarget, type WorkloadName } from "./service-load.js";
+import { formatSoakReport, runSoak } from "./soak.js";
 
-const PHASES = ["model", "reference", "limits", "service", "peer"] as const;
+const PHASES = ["model", "reference", "limits", "service", "peer", "flood", "soak"] as const;
 type Phase = (typeof PHASES)[number];
+/** Phases run when `--phases` is not given: the soak takes minutes and runs only when asked for. */
+const DEFAULT_PHASES: readonly Phase[] = PHASES.filter((phase) => phase !== "soak");
 
 const { values } = parseArgs({
   options: {
     quick: { type: "boolean", default: false },
-    phases: { type: "string", default: PHASES.join(",") },
+    phases: { type: "string", default: DEFAULT_PHASES.join(",") },
     transports: { type: "string", default: TRANSPORTS.join(",") },
     workloads: { type: "string", default: Object.keys(WORKLOADS).join(",") },
     concurrency: { type: "string", default: "1,8,64" },
@@ -62,6 +74,12 @@ const { values } = parseArgs({
     "echo-payload": { type: "string", default: "small" },
     "cpu-prof": { type: "string" },
     json: { type: "string" },
+    "flood-streams": { type: "string" },
+    "flood-connections": { type: "string" },
+    "flood-pings": { type: "string" },
+    "flood-ping-bytes": { type: "string" },
+    "soak-minutes": { type: "string" },
+    "soak-clients": { type: "string" },
   },
 });
 
@@ -233,7 +251,32 @@ try {
 if (phases.has("peer")) {
   results.peer = await runPeerComparison({ runs: quick ? 1 : undefined, progress });
 }
+const extraSections: string[] = [];
+if (phases.has("flood")) {
+  const flood = await runFlood({
+    streamOpens: numberOption("flood-streams", 20_000, 4_000),
+    connections: numberOption("flood-connections", 20, 8),
+    webSocketPings: numberOption("flood-pings", 400, 100),
+    pingBytes: numberOption("flood-ping-bytes", 256 * 1024, 256 * 1024),
+    settleMs: 10_000,
+    progress,
+  });
+  results.flood = flood;
+  extraSections.push(formatFloodReport(flood));
+}
+if (phases.has("soak")) {
+  const minutes = numberOption("soak-minutes", 10, 1);
+  const soak = await runSoak({
+    durationMs: minutes * 60_000,
+    warmupMs: Math.min(60_000, minutes * 6_000),
+    sliceMs: quick ? 5_000 : 20_000,
+    clients: numberOption("soak-clients", 64, 64),
+    progress,
+  }, corpora);
+  results.soak = soak;
+  extraSections.push(formatSoakReport(soak));
+}
 results.loadAverage.end = loadAverage();
 
-console.log(formatReport(results));
+console.log([formatReport(results), ...extraSections].join("\n"));
 if (values.json) writeFileSync(values.json, `${JSON.stringify(results, null, 1)}\n`);

@@ -8,6 +8,9 @@
  *   histogram and answers `{type: "phase-started"}`;
  * - parent -> child `{type: "phase-end"}`: answered with the main thread's
  *   event-loop delay, utilisation and CPU time since the phase started (`{type: "phase-stats", ...}`);
+ * - parent -> child `{type: "memory", collect}`: answered with the process's heap
+ *   and RSS (`{type: "memory-usage", ...}`), after a full garbage collection when
+ *   `collect` is true and the child runs with `--expose-gc`;
  * - parent -> child `{type: "stop"}`: the child closes its servers and exits
  *   (a normal exit, so `--cpu-prof` writes its profile).
  */
@@ -46,6 +49,14 @@ export interface ServerPhaseStats {
  */
 export const LOOP_RESOLUTION_MS = 2;
 
+/** A server process's memory, in bytes. */
+export interface ServerMemory {
+  heapUsedBytes: number;
+  rssBytes: number;
+  /** True when a full garbage collection ran just before the reading. */
+  collected: boolean;
+}
+
 /** A server child process, seen from the bench. */
 export interface ServerProcess {
   urls: ServerUrls;
@@ -53,12 +64,18 @@ export interface ServerProcess {
   beginPhase(): Promise<void>;
   /** The server's measurements since the last `beginPhase`. */
   endPhase(): Promise<ServerPhaseStats>;
+  /** The server's heap and RSS now; `collect` runs a full garbage collection first (needs `exposeGc`). */
+  memory(collect: boolean): Promise<ServerMemory>;
   /** Asks the server to close and waits for the process to exit (killed after 15 s). */
   stop(): Promise<void>;
 }
 
-type ParentMessage = { type: "phase-start" } | { type: "phase-end" } | { type: "stop" };
-type ChildMessage = { type: "ready"; urls: ServerUrls } | { type: "phase-started" } | ({ type: "phase-stats" } & ServerPhaseStats);
+type ParentMessage = { type: "phase-start" } | { type: "phase-end" } | { type: "memory"; collect: boolean } | { type: "stop" };
+type ChildMessage =
+  | { type: "ready"; urls: ServerUrls }
+  | { type: "phase-started" }
+  | ({ type: "phase-stats" } & ServerPhaseStats)
+  | ({ type: "memory-usage" } & ServerMemory);
 
 /** Options of a server child process. */
 export interface ServerProcessOptions {
@@ -66,6 +83,8 @@ export interface ServerProcessOptions {
   args?: string[];
   /** When set, the child runs with `--cpu-prof` and writes its profile into this folder at exit. */
   cpuProfileDir?: string;
+  /** Runs the child with `--expose-gc`, so {@link ServerProcess.memory} can collect before reading. */
+  exposeGc?: boolean;
 }
 
 function nextMessage<Type extends ChildMessage["type"]>(child: ChildProcess, type: Type): Promise<Extract<ChildMessage, { type: Type }>> {
@@ -96,7 +115,7 @@ function nextMessage<Type extends ChildMessage["type"]>(child: ChildProcess, typ
 export async function startServerProcess(script: URL, options: ServerProcessOptions = {}): Promise<ServerProcess> {
   const profiling = options.cpuProfileDir ? ["--cpu-prof", "--cpu-prof-dir", options.cpuProfileDir] : [];
   const child = fork(script, options.args ?? [], {
-    execArgv: [...profiling, "--import", "tsx"],
+    execArgv: [...profiling, ...(options.exposeGc ? ["--expose-gc"] : []), "--import", "tsx"],
     stdio: ["ignore", "ignore", "inherit", "ipc"],
   });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
@@ -114,6 +133,12 @@ export async function startServerProcess(script: URL, options: ServerProcessOpti
       send({ type: "phase-end" });
       const { loopP50Ms, loopP99Ms, loopMaxMs, mainThreadUtilization, cpuMs, counters } = await stats;
       return { loopP50Ms, loopP99Ms, loopMaxMs, mainThreadUtilization, cpuMs, counters };
+    },
+    async memory(collect) {
+      const usage = nextMessage(child, "memory-usage");
+      send({ type: "memory", collect });
+      const { heapUsedBytes, rssBytes, collected } = await usage;
+      return { heapUsedBytes, rssBytes, collected };
     },
     async stop() {
       if (child.exitCode !== null) return;
@@ -167,6 +192,16 @@ export function serveBenchProtocol(
         cpuMs: (cpu.user + cpu.system) / 1000,
         counters,
       });
+    } else if (message.type === "memory") {
+      const collect = message.collect && typeof globalThis.gc === "function";
+      if (collect) {
+        globalThis.gc?.();
+        // A second pass after the event loop turns frees what finalizers of the first released.
+        await new Promise((resolve) => setImmediate(resolve));
+        globalThis.gc?.();
+      }
+      const usage = process.memoryUsage();
+      send({ type: "memory-usage", heapUsedBytes: usage.heapUsed, rssBytes: usage.rss, collected: collect });
     } else if (message.type === "stop") {
       histogram.disable();
       stop().then(

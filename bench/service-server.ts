@@ -5,16 +5,20 @@
  * do. Its one port speaks HTTP/1.1 and HTTP/2, so both URLs are the same. It
  * reports its main thread's event-loop delay, its CPU time and its inference
  * batch counts (read from its metrics object) to the bench over IPC; no route
- * is added to the service for them.
+ * is added to the service for them. `--api-key KEY` turns API-key
+ * authentication on with that one key (the flood phase).
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { parseArgs } from "node:util";
 import { startRealService } from "../test/support/real-service.js";
 import { serveBenchProtocol } from "./server-process.js";
 
 const modelsDir = mkdtempSync(join(tmpdir(), "sutra-bench-models-"));
-const running = await startRealService({ modelsDir });
+const { values } = parseArgs({ options: { "api-key": { type: "string" } } });
+const apiKey = values["api-key"];
+const running = await startRealService({ modelsDir, ...(apiKey ? { authMode: "api-key", apiKeys: apiKey } : {}) });
 const { batchSize } = running.service.metrics;
 
 /** Inference batches and the texts in them so far, from the service's own `sutra_batch_size` histogram. */
