@@ -26,6 +26,17 @@ export interface FakeHubRepo {
   dropHalfwayOnce?: string;
   /** Delay per 64 KiB chunk of resolve answers, ms (to watch progress). */
   chunkDelayMs?: number;
+  /**
+   * A hostile hub: the listing names this commit instead of `commit` (e.g. `x/../../../victim`),
+   * and the resolve route serves the files at it.
+   */
+  listedSha?: string;
+  /**
+   * A hostile hub: this file is listed with its real size and checksums but served `bodyBytes`
+   * long (its content, then zeros), with a matching `content-length` or, when `announceLength`
+   * is false, chunked with none.
+   */
+  overlongBody?: { path: string; bodyBytes: number; announceLength: boolean };
 }
 
 /** A request the fake hub received. */
@@ -34,6 +45,8 @@ export interface FakeHubRequest {
   path: string;
   range?: string;
   authorization?: string;
+  /** Body bytes the hub handed to the socket before the answer ended or the client went away. */
+  bytesSent: number;
 }
 
 /** A local HTTP server speaking the hub's model-info and resolve routes. */
@@ -55,11 +68,27 @@ const gitBlobId = (bytes: Buffer) => createHash("sha1").update(`blob ${bytes.len
 const sha256 = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex");
 const CHUNK = 64 * 1024;
 
+/** Waits until `response` can take more bytes; false when the client went away first. */
+function writable(response: ServerResponse): Promise<boolean> {
+  if (response.destroyed) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const drained = () => settle(true);
+    const closed = () => settle(false);
+    const settle = (value: boolean) => {
+      response.off("drain", drained).off("close", closed);
+      resolve(value);
+    };
+    response.once("drain", drained).once("close", closed);
+  });
+}
+
 /**
  * Starts a fake Hugging Face hub on 127.0.0.1 port 0: `GET /api/models/{repo}/revision/{rev}`
  * answers the listing (`sha`, `siblings` with `size`, `blobId` and `lfs.sha256` as the hub's
  * `?blobs=true` does) and `GET /{repo}/resolve/{rev}/{path}` the file, honouring `Range`
- * (206) and able to drop a connection halfway once.
+ * (206), able to drop a connection halfway once, and, for hostile-hub tests, to list a chosen
+ * commit and to send a body longer than the listing declares. It counts the body bytes of
+ * every answer (`bytesSent`).
  */
 export async function startFakeHub(): Promise<FakeHub> {
   const repos = new Map<string, FakeHubRepo>();
@@ -68,7 +97,7 @@ export async function startFakeHub(): Promise<FakeHub> {
 
   const listing = (repo: FakeHubRepo) => ({
     id: repo.id,
-    sha: repo.commit,
+    sha: repo.listedSha ?? repo.commit,
     siblings: [
       ...repo.files.map((file) => ({
         rfilename: file.path,
@@ -80,33 +109,40 @@ export async function startFakeHub(): Promise<FakeHub> {
     ],
   });
 
-  const serveFile = async (request: IncomingMessage, response: ServerResponse, repo: FakeHubRepo, file: FakeHubFile) => {
-    const total = file.bytes.length;
+  const serveFile = async (request: IncomingMessage, response: ServerResponse, repo: FakeHubRepo, file: FakeHubFile, record: FakeHubRequest) => {
+    const overlong = repo.overlongBody?.path === file.path ? repo.overlongBody : undefined;
+    const total = Math.max(overlong?.bodyBytes ?? 0, file.bytes.length);
+    // Bytes [from, to) of the answer: the file, then zeros up to an overlong body's length (made per chunk).
+    const bytesAt = (from: number, to: number) =>
+      to <= file.bytes.length ? file.bytes.subarray(from, to) : Buffer.concat([file.bytes.subarray(from, to), Buffer.alloc(to - Math.max(from, file.bytes.length))]);
     const range = /^bytes=(\d+)-$/.exec(request.headers.range ?? "");
     const start = range ? Number(range[1]) : 0;
     if (start >= total && total > 0) {
       response.writeHead(416, { "content-range": `bytes */${total}` }).end();
       return;
     }
-    const body = file.bytes.subarray(start);
     response.writeHead(range ? 206 : 200, {
-      "content-length": String(body.length),
+      ...(overlong?.announceLength === false ? {} : { "content-length": String(total - start) }),
       "content-type": "application/octet-stream",
       "accept-ranges": "bytes",
       ...(range ? { "content-range": `bytes ${start}-${total - 1}/${total}` } : {}),
       "x-repo-commit": repo.commit,
     });
     const dropAt = repo.dropHalfwayOnce === file.path && !dropped.has(`${repo.id}/${file.path}`) && start === 0 ? Math.floor(total / 2) : -1;
-    for (let offset = 0; offset < body.length; offset += CHUNK) {
-      const end = Math.min(body.length, offset + CHUNK);
+    for (let offset = start; offset < total; offset += CHUNK) {
+      const end = Math.min(total, offset + CHUNK);
       if (dropAt >= 0 && end >= dropAt) {
         dropped.add(`${repo.id}/${file.path}`);
-        response.write(body.subarray(offset, dropAt));
+        response.write(bytesAt(offset, dropAt));
+        record.bytesSent += dropAt - offset;
         await new Promise((resolve) => setTimeout(resolve, 20));
         request.socket.destroy();
         return;
       }
-      if (!response.write(body.subarray(offset, end))) await new Promise((resolve) => response.once("drain", resolve));
+      if (response.destroyed) return;
+      const flushed = response.write(bytesAt(offset, end));
+      record.bytesSent += end - offset;
+      if (!flushed && !(await writable(response))) return;
       if (repo.chunkDelayMs) await new Promise((resolve) => setTimeout(resolve, repo.chunkDelayMs));
     }
     response.end();
@@ -115,7 +151,8 @@ export async function startFakeHub(): Promise<FakeHub> {
   const server: Server = createServer((request, response) => {
     const url = new URL(request.url ?? "/", "http://hub");
     const path = decodeURIComponent(url.pathname);
-    requests.push({ method: request.method ?? "", path, range: request.headers.range, authorization: request.headers.authorization });
+    const record: FakeHubRequest = { method: request.method ?? "", path, range: request.headers.range, authorization: request.headers.authorization, bytesSent: 0 };
+    requests.push(record);
     const info = /^\/api\/models\/(.+)\/revision\/([^/]+)$/.exec(path);
     if (info) {
       const repo = repos.get(info[1]);
@@ -127,11 +164,10 @@ export async function startFakeHub(): Promise<FakeHub> {
       const prefix = `/${repo.id}/resolve/`;
       if (!path.startsWith(prefix)) continue;
       const rest = path.slice(prefix.length);
-      const slash = rest.indexOf("/");
-      const revision = rest.slice(0, slash);
-      const file = repo.files.find((candidate) => candidate.path === rest.slice(slash + 1));
-      if (!file || (revision !== repo.commit && revision !== "main")) return void response.writeHead(404).end();
-      void serveFile(request, response, repo, file);
+      const revision = [repo.commit, "main", repo.listedSha].find((candidate) => candidate !== undefined && rest.startsWith(`${candidate}/`));
+      const file = revision === undefined ? undefined : repo.files.find((candidate) => candidate.path === rest.slice(revision.length + 1));
+      if (!file) return void response.writeHead(404).end();
+      void serveFile(request, response, repo, file, record);
       return;
     }
     response.writeHead(404).end();

@@ -1,12 +1,12 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, open, rename, rm, stat, truncate } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import type { ModelManifest } from "../manifest.js";
 import { describeSentenceTransformersFolder, folderNameOf, hashFolder, writeManifest } from "../hf-folder.js";
 import { MANIFEST_FILE } from "../manifest.js";
-import { planDownload, type HubModelInfo, type PlannedFile } from "./hub-listing.js";
+import { isCommitId, planDownload, type HubModelInfo, type PlannedFile } from "./hub-listing.js";
 
 /** Where and how to reach a Hugging Face–compatible hub. */
 export interface HubSettings {
@@ -48,7 +48,7 @@ export interface DownloadHubModelOptions {
 export class HubDownloadError extends Error {
   /** True for failures another attempt may get past (server errors, a refused range). */
   readonly retryable: boolean;
-  /** True when the bytes themselves are wrong (checksum), so nothing fetched may be kept. */
+  /** True when the bytes themselves are wrong (checksum, longer than declared), so nothing fetched may be kept. */
   readonly corrupt: boolean;
 
   constructor(message: string, options: { cause?: unknown; retryable?: boolean; corrupt?: boolean } = {}) {
@@ -57,6 +57,23 @@ export class HubDownloadError extends Error {
     this.retryable = options.retryable ?? false;
     this.corrupt = options.corrupt ?? false;
   }
+}
+
+/**
+ * The absolute path of `relativePath` under `root`, refused with a {@link HubDownloadError} unless,
+ * once resolved, it lies strictly inside `root`. Every path the download creates, writes, deletes
+ * or renames is built with it, so a value from the hub (a commit, a file name) cannot reach outside
+ * the models folder even where a check on the value itself is missed. The check is on the resolved
+ * path text: links the operator placed inside the models folder are followed as they are.
+ */
+export function containedPath(root: string, relativePath: string): string {
+  const base = resolve(root);
+  const path = resolve(base, relativePath);
+  const inside = relative(base, path);
+  if (inside === "" || inside === ".." || inside.startsWith(`..${sep}`) || isAbsolute(inside)) {
+    throw new HubDownloadError(`refusing the download path ${JSON.stringify(relativePath)}: it leaves the folder it belongs in`);
+  }
+  return path;
 }
 
 const encodePath = (path: string) => path.split("/").map(encodeURIComponent).join("/");
@@ -82,6 +99,9 @@ export async function fetchModelInfo(hub: HubSettings, repo: string, revision: s
   if (!response.ok) throw refusal(response.status, `the listing of ${repo}@${revision}`);
   const body = (await response.json()) as Partial<HubModelInfo>;
   if (typeof body.sha !== "string" || !Array.isArray(body.siblings)) throw new HubDownloadError(`the hub's listing of ${repo} has no sha or siblings`);
+  if (!isCommitId(body.sha)) {
+    throw new HubDownloadError(`the hub's listing of ${repo}@${revision} names the commit ${JSON.stringify(body.sha.slice(0, 100))}, which is not a 40-hex-digit commit id`);
+  }
   return { sha: body.sha, siblings: body.siblings };
 }
 
@@ -96,19 +116,27 @@ async function digestOf(path: string, file: PlannedFile): Promise<string> {
   return hash.digest("hex");
 }
 
+/** Where a planned file is written (`target`) and fetched into first (`partial`), both inside `dir`. */
+function filePaths(dir: string, file: PlannedFile): { target: string; partial: string } {
+  return { target: containedPath(dir, file.path), partial: containedPath(dir, `${file.path}.part`) };
+}
+
 /**
- * Fetches one file into `target` + `.part`, resuming with `Range` from what is already there,
- * retrying a dropped connection with backoff, then verifies it and renames it into place.
+ * Fetches one file into its `.part`, resuming with `Range` from what is already there, retrying a
+ * dropped connection with backoff, then verifies it and renames it into place. No more than the
+ * declared size is ever written: an answer that announces or sends more is corrupt (its `.part` is
+ * deleted, nothing is retried); a shorter one leaves its `.part` to resume from.
  */
 async function fetchFile(
   options: DownloadHubModelOptions,
   url: string,
   file: PlannedFile,
-  target: string,
+  dir: string,
   progress: (fetched: number) => void,
 ): Promise<void> {
   const retries = options.hub.retries ?? 5;
-  const partial = `${target}.part`;
+  const { target, partial } = filePaths(dir, file);
+  const overlong = () => new HubDownloadError(`${file.path}: the hub sent more than the ${file.size} bytes its listing declares`, { corrupt: true });
   await mkdir(dirname(target), { recursive: true });
   for (let attempt = 0; ; attempt++) {
     let have = (await sizeOf(partial)) ?? 0;
@@ -130,10 +158,17 @@ async function fetchFile(
         if (!response.ok || response.body === null) throw refusal(response.status, file.path);
         const resumed = response.status === 206;
         if (!resumed && have > 0) have = 0;
+        if (Number(response.headers.get("content-length")) > file.size - have) {
+          await response.body.cancel();
+          throw overlong();
+        }
         const handle = await open(partial, resumed ? "a" : "w");
+        let written = have;
         try {
           for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+            if (written + chunk.byteLength > file.size) throw overlong();
             await handle.write(chunk);
+            written += chunk.byteLength;
             progress(chunk.byteLength);
           }
         } finally {
@@ -145,6 +180,7 @@ async function fetchFile(
       break;
     } catch (error) {
       if (options.signal?.aborted) throw error;
+      if (error instanceof HubDownloadError && error.corrupt) await rm(partial, { force: true });
       if (error instanceof HubDownloadError && !error.retryable) throw error;
       if (attempt >= retries) throw new HubDownloadError(`downloading ${file.path} failed after ${retries + 1} attempts`, { cause: error });
       await delay(Math.min(2_000, 100 * 2 ** attempt));
@@ -183,24 +219,27 @@ export async function downloadHubModel(options: DownloadHubModelOptions): Promis
     throw new HubDownloadError((error as Error).message, { cause: error });
   }
   const folder = folderNameOf(options.repo);
-  const finalDir = join(options.modelsDir, folder);
-  const temporaryDir = join(options.modelsDir, ".downloads", `${folder}@${info.sha}`);
+  const finalDir = containedPath(options.modelsDir, folder);
+  const temporaryDir = containedPath(join(options.modelsDir, ".downloads"), `${folder}@${info.sha}`);
   await mkdir(temporaryDir, { recursive: true });
 
   const bytesTotal = plan.reduce((sum, file) => sum + file.size, 0);
   let bytesDone = 0;
   let bytesFetched = 0;
-  for (const file of plan) bytesDone += Math.min(file.size, (await sizeOf(join(temporaryDir, file.path))) ?? (await sizeOf(join(temporaryDir, `${file.path}.part`))) ?? 0);
+  for (const file of plan) {
+    const { target, partial } = filePaths(temporaryDir, file);
+    bytesDone += Math.min(file.size, (await sizeOf(target)) ?? (await sizeOf(partial)) ?? 0);
+  }
   report({ bytesDone, bytesTotal, bytesFetched, phase: "downloading" });
   try {
     for (const file of plan) {
-      const target = join(temporaryDir, file.path);
+      const { target, partial } = filePaths(temporaryDir, file);
       if ((await sizeOf(target)) === file.size && (await digestOf(target, file)) === file.check.digest) continue;
       await rm(target, { force: true });
       const url = `${endpoint}/${encodePath(options.repo)}/resolve/${encodeURIComponent(info.sha)}/${encodePath(file.path)}`;
-      const before = (await sizeOf(`${target}.part`)) ?? 0;
+      const before = (await sizeOf(partial)) ?? 0;
       let counted = Math.min(before, file.size);
-      await fetchFile(options, url, file, target, (fetched) => {
+      await fetchFile(options, url, file, temporaryDir, (fetched) => {
         bytesFetched += fetched;
         counted += fetched;
         report({ bytesDone: Math.min(bytesTotal, bytesDone + counted), bytesTotal, bytesFetched, phase: "downloading" });

@@ -37,6 +37,16 @@ export function isSafeRelativePath(name: string): boolean {
   return name.split("/").every((segment) => segment !== "" && segment !== "." && segment !== ".." && !segment.startsWith("."));
 }
 
+const COMMIT_ID = /^[0-9a-f]{40}$/;
+
+/**
+ * True when the hub's `sha` is a git commit id: exactly 40 lowercase hex characters. The commit
+ * names the download's temporary folder and goes into resolve URLs, so nothing else is accepted.
+ */
+export function isCommitId(sha: string): boolean {
+  return COMMIT_ID.test(sha);
+}
+
 const MODULE_CONFIG = /^\d+_[A-Za-z]+\/config\.json$/;
 
 /**
