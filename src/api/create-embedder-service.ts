@@ -38,8 +38,9 @@ export interface EmbedderServiceDeps {
  * domain types, validates at the boundary, calls the one Embedder seam, and
  * sets the TEI timing headers. Failures are thrown as EmbedderError; the
  * transports map them (error interceptor, REST envelope). The streaming rpcs
- * live in createStreamingRpcs. DownloadModel answers NOT_IMPLEMENTED until its
- * issue lands.
+ * live in createStreamingRpcs. GetModel and DownloadModel answer
+ * NOT_IMPLEMENTED on an embedder without them; a failed download is that
+ * model's status, never the service's health.
  */
 export function createEmbedderService(deps: EmbedderServiceDeps): ServiceImpl<typeof EmbedderService> {
   return {

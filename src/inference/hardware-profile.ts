@@ -1,4 +1,5 @@
 import { availableParallelism, totalmem } from "node:os";
+import { EmbedderError } from "../domain/errors.js";
 import type { HardwareProfileName } from "../domain/types.js";
 import type { PrecisionPolicy } from "../models/select-variant.js";
 
@@ -20,14 +21,18 @@ export interface HardwareProfile {
   precision: PrecisionPolicy;
 }
 
-const ALIASES: Partial<Record<HardwareProfileName, Tier>> = { desktop: "medium", server: "high", h100: "extreme" };
+/** The tier of every profile name but `auto` (a Map: names arrive from requests). */
+const TIER_OF_NAME: ReadonlyMap<string, Tier> = new Map<string, Tier>([
+  ["minimal", "minimal"], ["low", "low"], ["medium", "medium"], ["high", "high"], ["extreme", "extreme"],
+  ["desktop", "medium"], ["server", "high"], ["h100", "extreme"],
+]);
 
 /** CPU: int8 weights first (VNNI/AVX2 integer GEMM), fp32 for high quality. */
 export const CPU_PRECISION: PrecisionPolicy = { preferred: "int8", highQuality: "fp32", fastestFirst: ["int8", "int4", "fp16", "fp32"] };
 /** CUDA: fp16 weights and compute. */
 export const CUDA_PRECISION: PrecisionPolicy = { preferred: "fp16", highQuality: "fp16", fastestFirst: ["fp16", "int8", "int4", "fp32"] };
 
-const TOKEN_BUDGET: Record<Tier, number> = { minimal: 2048, low: 8192, medium: 16384, high: 32768, extreme: 65536 };
+const TOKEN_BUDGET: Readonly<Record<Tier, number>> = { minimal: 2048, low: 8192, medium: 16384, high: 32768, extreme: 65536 };
 
 /** The tier `auto` picks from core count and memory. */
 export function detectTier(cores: number, memoryGb: number): Tier {
@@ -38,17 +43,25 @@ export function detectTier(cores: number, memoryGb: number): Tier {
   return "extreme";
 }
 
-/** The tier a profile name stands for (`auto` detects it from this host). */
+/** The tier a profile name stands for (`auto` detects it from this host); INVALID_ARGUMENT for a name no tier has. */
 export function tierOf(name: HardwareProfileName): Tier {
   if (name === "auto") return detectTier(availableParallelism(), totalmem() / 2 ** 30);
-  return ALIASES[name] ?? (name as Tier);
+  const tier = TIER_OF_NAME.get(name);
+  if (tier === undefined) {
+    throw new EmbedderError("INVALID_ARGUMENT", `unknown hardware profile "${name}"`, {
+      details: { field: "hardware_profile", supported: ["auto", ...TIER_OF_NAME.keys()] },
+    });
+  }
+  return tier;
 }
 
 /**
  * Resolves a profile name to engine settings. The `extreme` tier (and `h100`)
  * and the `--cuda` flag ask for CUDA; when `cudaAvailable` is false the profile
- * runs on CPU with the CPU precision policy (the caller logs the fallback and
- * health reports it). Worker and thread counts always fit this host's cores.
+ * runs on CPU with the CPU precision policy. A server configured this way logs
+ * the fallback and reports health degraded; a request that asks for such a
+ * tier runs on CPU and only its own answer says so. Worker and thread counts
+ * always fit this host's cores.
  */
 export function resolveHardwareProfile(name: HardwareProfileName, options: { cuda: boolean; cudaAvailable: boolean }): HardwareProfile {
   const cores = availableParallelism();

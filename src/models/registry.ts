@@ -53,8 +53,8 @@ export interface ModelRegistryOptions {
   /** Where downloads are installed; default the last of `modelDirs`. */
   downloadDir?: string;
   defaultModelId: string;
-  /** alias -> model id (e.g. OpenAI names to the default model). */
-  aliases?: Record<string, string>;
+  /** alias -> model id (e.g. OpenAI names to the default model); only own keys count. */
+  aliases?: Readonly<Record<string, string>>;
   /**
    * Most memory the loaded models other than the default may take, in MB (0 or absent:
    * unlimited). A model's share is its fp32 ONNX file size times `sessionsPerModel`; when a
@@ -98,7 +98,12 @@ export interface ModelRegistry {
    * (installed, not merely in the catalog); synchronous and without rescanning, for routing.
    */
   knows(name: string): boolean;
-  /** Ids of models whose load or download failed, with the reason. */
+  /**
+   * What is wrong with what this server was configured to serve, with the reason: model folders
+   * that cannot be served and the default model when it fails to load. A model that failed to
+   * download, or to load on demand, is not listed: that is its own status (`describe`,
+   * `describeOne`, `download` answer `failed` with the reason), not the service's health.
+   */
   failures(): Array<{ id: string; reason: string }>;
   /**
    * Starts (or, while it runs, reports on) the download of a hub model; idempotent: one
@@ -186,7 +191,8 @@ function allowed(allowlist: string[] | undefined, id: string): boolean {
 /** Creates a registry over the given folders and the catalog. */
 export function createModelRegistry(options: ModelRegistryOptions): ModelRegistry {
   const entries = new Map<string, Entry>();
-  const aliases = options.aliases ?? {};
+  /** Keyed by client words: a Map, so `constructor` or `__proto__` is just an unknown name. */
+  const aliases = new Map(Object.entries(options.aliases ?? {}));
   const downloadDir = options.downloadDir ?? options.modelDirs.at(-1);
   const sessionsPerModel = Math.max(1, options.sessionsPerModel ?? 1);
   /** Folders that failed to scan (bad manifest, unsupported layout), by folder name. */
@@ -325,7 +331,7 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
 
   const lookup = (name: string): { entry: Entry; preset: Preset } => {
     const preset = (PRESETS as readonly string[]).includes(name) ? (name as Preset) : name === "" ? "efficient" : undefined;
-    const id = preset ? options.defaultModelId : aliases[name] ?? name;
+    const id = preset ? options.defaultModelId : aliases.get(name) ?? name;
     const entry = entries.get(id);
     if (!entry) {
       throw new EmbedderError("UNKNOWN_MODEL", `unknown model "${name}"`, {
@@ -354,7 +360,7 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
       precisions: manifest ? Object.keys(manifest.variants) : [],
       hardwareProfiles: profilesFor(manifest ? entry.memoryMb / sessionsPerModel : catalog?.sizeMb ?? 0),
       pooling: manifest?.pooling ?? catalog?.pooling ?? "",
-      aliases: Object.entries(aliases).filter(([, id]) => id === entry.id).map(([alias]) => alias),
+      aliases: [...aliases].filter(([, id]) => id === entry.id).map(([alias]) => alias),
       source: manifest?.source ?? (catalog ? `hub ${catalog.id} (not downloaded)` : ""),
       downloadProgress: progress,
       downloadEtaSeconds: job ? etaOf(job) : 0,
@@ -470,10 +476,10 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
         return false;
       }
     },
-    failures: () => [
-      ...scanFailures,
-      ...[...entries.values()].filter((entry) => entry.failure).map((entry) => ({ id: entry.id, reason: entry.failure ?? "" })),
-    ],
+    failures() {
+      const failure = entries.get(options.defaultModelId)?.failure;
+      return failure === undefined ? [...scanFailures] : [...scanFailures, { id: options.defaultModelId, reason: failure }];
+    },
     async download(modelId, revision = "") {
       if (!MODEL_ID.test(modelId) || modelId.includes("..")) {
         throw new EmbedderError("INVALID_ARGUMENT", `"${modelId}" is not a hub model id (org/name)`, { details: { field: "model_id" } });
@@ -483,7 +489,7 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
           details: { model: modelId },
         });
       }
-      const entry = entryFor(aliases[modelId] ?? modelId);
+      const entry = entryFor(aliases.get(modelId) ?? modelId);
       if (entry.download) return downloadStatus(entry, "");
       if (entry.manifest && !entry.failure) return downloadStatus(entry, "already installed");
       if (entry.manifest && entry.failure && entry.dir && !entry.manifest.hub) return downloadStatus(entry, "");

@@ -99,8 +99,8 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
   let shuttingDown = false;
 
   const { profile, metrics } = deps;
-  let cudaFallbackLogged = false;
-  let cudaRequestedWithoutGpu = profile.wantsCuda && !deps.cudaAvailable;
+  /** The server was configured for CUDA (flag or profile) and runs on CPU: a degraded cause. A request's own profile never sets it. */
+  const cudaConfiguredWithoutGpu = profile.wantsCuda && !deps.cudaAvailable;
 
   /** Runs a batch; a batch whose worker died is retried once on the replacement. */
   const runWithRetry = async (task: InferenceTask): Promise<InferenceResult> => {
@@ -146,13 +146,7 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
   let drainWaiters: Array<() => void> = [];
   metrics.observeQueueDepth(() => batcher.queueDepth());
 
-  const noteCudaFallback = () => {
-    cudaRequestedWithoutGpu = true;
-    if (cudaFallbackLogged) return;
-    cudaFallbackLogged = true;
-    deps.logger.warn("CUDA execution provider requested but unavailable on this host; running on CPU");
-  };
-  if (cudaRequestedWithoutGpu) noteCudaFallback();
+  if (cudaConfiguredWithoutGpu) deps.logger.warn("CUDA execution provider requested but unavailable on this host; running on CPU");
 
   /** Admits a call unless shutting down, and counts it until it settles (for draining and failure metrics). */
   const admit = async (work: () => Promise<EmbedResult>): Promise<EmbedResult> => {
@@ -218,10 +212,11 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
   ): Promise<EmbedResult> => {
     const { manifest } = model;
     const plan = resolveDimensions(request.dimensions, manifest);
+    // A request's profile changes only its own run: a CUDA tier on a host without CUDA runs on CPU, and the answer
+    // says so (the tier asked for, the execution provider that ran); service health is not the caller's to change.
     const requestProfile = request.config.hardwareProfile && request.config.hardwareProfile !== "auto"
       ? resolveHardwareProfile(request.config.hardwareProfile, { cuda: false, cudaAvailable: deps.cudaAvailable })
       : profile;
-    if (requestProfile.wantsCuda && !deps.cudaAvailable) noteCudaFallback();
     const variant = selectVariant(manifest, preset, request.config, requestProfile.precision);
     const runInfo = (executionProvider: string): RunInfo => ({
       modelId: manifest.id,
@@ -350,7 +345,7 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
     const failures = deps.registry.failures();
     const modelsAvailable = deps.registry.defaultModel() !== undefined;
     const issues = failures.map((failure) => `model ${failure.id}: ${failure.reason}`);
-    if (cudaRequestedWithoutGpu) issues.push("CUDA requested but unavailable; running on CPU");
+    if (cudaConfiguredWithoutGpu) issues.push("CUDA configured but unavailable; running on CPU");
     const providerChecks = deps.providers?.healthChecks() ?? [];
     for (const check of providerChecks) if (!check.healthy) issues.push(`provider ${check.name}: circuit breaker ${check.breakerState}`);
     if (workers.ready < workers.total || (workers.lastLostAt > 0 && Date.now() - workers.lastLostAt < WORKER_RECOVERY_MS)) {

@@ -139,8 +139,8 @@ describe("engine on the real model", () => {
   });
 });
 
-describe("CUDA requested on a host without it", () => {
-  it("serves on CPU, logs the fallback once, and reports gpu_accessible false and degraded", async () => {
+describe("CUDA configured on a host without it", () => {
+  it("a server configured for extreme serves on CPU, logs the fallback once, and reports gpu_accessible false and degraded", async () => {
     const lines: string[] = [];
     const sink = new Writable({ write(chunk, _encoding, done) { lines.push(String(chunk)); done(); } });
     const running = await startRealService({ profile: "extreme" }, pino({ level: "warn" }, sink));
@@ -148,9 +148,12 @@ describe("CUDA requested on a host without it", () => {
       const first = await postJson(running.baseUrl, { texts: ["gpu please"], config: { hardware_profile: "h100" } });
       expect(first.status).toBe(200);
       expect(first.body.model_info.execution_provider).toBe("cpu");
+      expect(first.body.metadata.hardware_profile).toBe("h100");
       await postJson(running.baseUrl, { texts: ["again"] });
+      // Degraded because the server itself was configured for CUDA; a request's own profile never changes health.
       const report = await health(running.baseUrl);
       expect(report.status).toBe("degraded");
+      expect(report.checks.issues).toContain("CUDA configured but unavailable; running on CPU");
       expect(report.checks.gpu_accessible).toBe(false);
       const fallbackLines = lines.filter((line) => /CUDA/.test(line) && /fall|CPU/i.test(line));
       expect(fallbackLines.length).toBeGreaterThanOrEqual(1);
