@@ -5,7 +5,7 @@ import { validateEmbedRequest } from "../admission/validate-request.js";
 import { EmbedderError } from "../domain/errors.js";
 import { FINISHED_JOB_STATUSES } from "../domain/jobs.js";
 import type { CreateJobInput, JobPage, JobResult, JobService, JobSnapshot, JobStatus } from "../domain/jobs.js";
-import type { EmbedRequest, Embedder, Principal } from "../domain/types.js";
+import type { EmbedRequest, EmbedResult, Embedder, Principal } from "../domain/types.js";
 import type { ModelRegistry } from "../models/registry.js";
 import type { Logger } from "../observability/logger.js";
 import { encodeEmbedding } from "../postprocess/encode-embedding.js";
@@ -42,7 +42,7 @@ export interface JobServiceDeps {
   concurrency?: number;
   /** How often expired jobs are deleted, in ms (default: a tenth of the retention, between 1 s and 10 min). */
   sweepIntervalMs?: number;
-  /** Told of chunks handed to inference and of jobs reaching a final status (metrics). */
+  /** Told of chunks handed to inference (once their batch settled) and of jobs reaching a final status (metrics). */
   onChunksEmbedded?: (count: number) => void;
   onJobFinished?: (status: JobStatus) => void;
   now?: () => number;
@@ -72,6 +72,8 @@ const RESULTS_PAGE = 256;
 const TRANSIENT = new Set(["OVERLOADED", "WORKER_FAILED", "MODEL_NOT_READY", "UPSTREAM_UNAVAILABLE"]);
 const RETRIES = 5;
 const RETRY_BASE_MS = 500;
+/** Failures by which the pipeline turns a batch away before any of it runs: the batch was not handed to inference. */
+const REFUSED = new Set(["OVERLOADED", "MODEL_NOT_READY", "SHUTTING_DOWN"]);
 /** What a job that failed on the store tells its client (the log has the file and the SQLite error). */
 const STORE_FAILURES: { readonly [K in JobStoreError["kind"]]: { code: string; message: string } } = {
   full: { code: "STORE_FULL", message: "the job store is full; free disk space or wait for finished jobs to expire, then create the job again" },
@@ -86,12 +88,15 @@ const STORE_FAILURES: { readonly [K in JobStoreError["kind"]]: { code: string; m
  * background: its documents are cut into chunks (chunkDocument, sized by
  * planChunking on the target model's tokenizer) and the chunks are stored;
  * then, one batch of chunks at a time in document order, the count of chunks
- * handed to inference is committed, the chunks are embedded through the one
+ * handed to inference is committed (taken back when the pipeline refuses the
+ * batch before running it), the chunks are embedded through the one
  * pipeline at `background` priority (so they yield to online requests), and
  * their embeddings and the job's counts are committed in one transaction. A
  * process killed at any point resumes a job from its last committed chunk;
  * a chunk's embedding is stored at most once, so results hold each chunk
  * exactly once and the work lost to a kill is at most the batch in flight.
+ * Results are served only as stored: a row damaged on disk ends the results
+ * with DATA_DAMAGED at that row, after the good rows before it.
  */
 export function createJobService(deps: JobServiceDeps): JobServiceHandle {
   const { store, logger, limits } = deps;
@@ -227,11 +232,8 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandle {
         embeddingTypes: ["float"],
         priority: "background",
       };
-      const result = await withRetry(() => {
-        store.addDispatched(job.id, pending.length, now());
-        deps.onChunksEmbedded?.(pending.length);
-        return deps.embedder.embed(request, signal);
-      }, signal, job.id);
+      const result = await withRetry(() => handOver(job.id, request, signal), signal, job.id);
+      if (result === undefined) return false;
       const committed = store.commitResults(job.id, pending.map((chunk, index) => ({
         documentIndex: chunk.documentIndex,
         chunkIndex: chunk.chunkIndex,
@@ -241,6 +243,27 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandle {
       if (committed === 0 && fromStore(() => store.getJob(job.id))?.status !== "running") return false;
       const last = pending[pending.length - 1];
       cursor = { documentIndex: last.documentIndex, chunkIndex: last.chunkIndex };
+    }
+  };
+
+  /**
+   * Hands one batch to inference. Its size is added to `dispatched_chunks`
+   * first (committed, so a kill cannot lose it), only while the job runs and is
+   * not stopped (else nothing is counted or sent and the answer is undefined),
+   * and taken back when the pipeline turned the batch away before running any
+   * of it (REFUSED): the count holds only batches inference received.
+   */
+  const handOver = async (jobId: string, request: EmbedRequest, signal: AbortSignal): Promise<EmbedResult | undefined> => {
+    const count = request.texts.length;
+    if (signal.aborted || !store.addDispatched(jobId, count, now())) return undefined;
+    try {
+      const result = await deps.embedder.embed(request, signal);
+      deps.onChunksEmbedded?.(count);
+      return result;
+    } catch (reason) {
+      if (REFUSED.has(EmbedderError.from(reason).reason)) store.removeDispatched(jobId, count, now());
+      else deps.onChunksEmbedded?.(count);
+      throw reason;
     }
   };
 
@@ -397,6 +420,13 @@ export function createJobService(deps: JobServiceDeps): JobServiceHandle {
       while (page.length > 0) {
         for (const row of page) {
           if (document?.index !== row.documentIndex) document = fromStore(() => store.document(jobId, row.documentIndex));
+          if (!row.intact) {
+            const documentId = document?.id ?? "";
+            logger.error({ job: jobId, documentIndex: row.documentIndex, chunkIndex: row.chunkIndex }, "a stored job result fails its checksum: the job store was damaged on disk; restore it from a backup or run the job again");
+            throw new EmbedderError("DATA_DAMAGED", `the stored result of chunk ${row.chunkIndex} of document "${documentId}" is damaged; create the job again`, {
+              details: { job_id: jobId, document_id: documentId, chunk_index: row.chunkIndex },
+            });
+          }
           if (document === undefined) return;
           yield {
             documentId: document.id,

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -10,8 +11,12 @@ export const JOB_STORE_FILE = "jobs.sqlite3";
 /** How long opening waits for another process to let go of the store, in ms. */
 const LOCK_WAIT_MS = 2_000;
 
-/** Schema version this code reads and writes (`PRAGMA user_version`). */
-const SCHEMA_VERSION = 1;
+/**
+ * Schema version this code reads and writes (`PRAGMA user_version`). 1: the
+ * first; 2: `chunks.checksum`, a checksum of each stored embedding (see
+ * resultChecksum). Older stores are migrated when opened (MIGRATIONS).
+ */
+const SCHEMA_VERSION = 2;
 
 /**
  * Why the store failed: `full` (no space left, or the store's size limit),
@@ -86,6 +91,14 @@ export interface StoredResult {
   endChar: number;
   tokens: number;
   embedding: Float32Array;
+  /**
+   * False when the row was damaged on disk: its checksum does not match its
+   * embedding and identity (job, document, chunk, offsets), or, for a row
+   * stored before checksums (schema 1), its embedding is not plausible (not
+   * the job's dimensions, a value not finite, or not of norm 1 when the job
+   * asked for normalized vectors).
+   */
+  intact: boolean;
 }
 
 /** The durable state of document jobs: see openJobStore. */
@@ -108,8 +121,13 @@ export interface JobStore {
   saveChunks(jobId: string, documents: Array<{ documentIndex: number; chunks: ChunkSpan[] }>, now: number): void;
   /** Up to `limit` chunks without an embedding after the (document, chunk) cursor, in order. */
   pendingChunks(jobId: string, after: { documentIndex: number; chunkIndex: number }, limit: number): PendingChunk[];
-  /** Counts chunks about to be handed to inference (committed before they are). */
-  addDispatched(jobId: string, count: number, now: number): void;
+  /**
+   * Counts chunks about to be handed to inference (committed before they are),
+   * only while the job is running; false (nothing counted) when it is not.
+   */
+  addDispatched(jobId: string, count: number, now: number): boolean;
+  /** Takes back chunks addDispatched counted that the pipeline refused before running any of them. */
+  removeDispatched(jobId: string, count: number, now: number): void;
   /**
    * Stores embeddings of chunks that have none yet, and the job's counts, in
    * one transaction; a chunk that already has one is left as it is (exactly
@@ -119,7 +137,10 @@ export interface JobStore {
   commitResults(jobId: string, results: Array<{ documentIndex: number; chunkIndex: number; embedding: Float32Array; tokens: number }>, now: number): number;
   /** Moves a queued or running job to a final status; returns false when it was already final. */
   finishJob(id: string, values: { status: JobStatus; now: number; expiresAt: number; error?: { code: string; message: string } }): boolean;
-  /** Committed results in order, after the cursor (or from the `offset`-th one when no cursor). */
+  /**
+   * Committed results in order, after the cursor (or from the `offset`-th one
+   * when no cursor), each checked against its checksum (`intact`).
+   */
   results(jobId: string, from: { after?: { documentIndex: number; chunkIndex: number }; offset?: number }, limit: number): StoredResult[];
   /** Deletes jobs whose retention ended; returns their count. */
   deleteExpired(now: number): number;
@@ -240,9 +261,20 @@ CREATE TABLE IF NOT EXISTS chunks (
   end_char INTEGER NOT NULL,
   tokens INTEGER NOT NULL,
   embedding BLOB,
+  checksum INTEGER,
   PRIMARY KEY (job_id, doc_index, chunk_index)
 );
 `;
+
+/**
+ * What brings a store of the version before each key up to that version; a
+ * store is migrated one version at a time, in one transaction with its new
+ * `user_version`. A store at version 0 is new and gets SCHEMA as it is.
+ */
+const MIGRATIONS: ReadonlyMap<number, string> = new Map([
+  // Rows stored before keep a NULL checksum: they are checked for plausibility instead (StoredResult.intact).
+  [2, "ALTER TABLE chunks ADD COLUMN checksum INTEGER"],
+]);
 
 /**
  * Opens (or creates) the job store: one SQLite database, `jobs.sqlite3` in
@@ -253,8 +285,11 @@ CREATE TABLE IF NOT EXISTS chunks (
  * with a JobStoreError of kind `corrupt`, and takes an exclusive lock held
  * until close, so a second process on the same folder gets one of kind
  * `locked` (two servers would run the same jobs); SQLite failures later become
- * JobStoreErrors too (`full`, `corrupt`, `io`). Calls are synchronous (they
- * run on the event loop): each is one short transaction.
+ * JobStoreErrors too (`full`, `corrupt`, `io`). Each stored embedding carries
+ * a checksum of its bytes and its row's identity, checked when results are
+ * read (`StoredResult.intact`), so bytes damaged on disk are reported rather
+ * than served. A store of an older schema is migrated when opened. Calls are
+ * synchronous (they run on the event loop): each is one short transaction.
  */
 export function openJobStore(options: JobStoreOptions): JobStore {
   mkdirSync(options.dataDir, { recursive: true });
@@ -278,8 +313,11 @@ export function openJobStore(options: JobStoreOptions): JobStore {
       if (version > SCHEMA_VERSION) {
         throw new JobStoreError("corrupt", `the job store ${file} has schema version ${version}, newer than this server's ${SCHEMA_VERSION}`);
       }
-      opened.exec(SCHEMA);
-      opened.pragma(`user_version = ${SCHEMA_VERSION}`);
+      opened.transaction(() => {
+        if (version === 0) opened.exec(SCHEMA);
+        else for (let next = version + 1; next <= SCHEMA_VERSION; next++) opened.exec(MIGRATIONS.get(next) ?? "");
+        opened.pragma(`user_version = ${SCHEMA_VERSION}`);
+      }).immediate();
       if (options.maxBytes !== undefined) {
         const pageSize = opened.pragma("page_size", { simple: true }) as number;
         opened.pragma(`max_page_count = ${Math.max(1, Math.floor(options.maxBytes / pageSize))}`);
@@ -314,18 +352,26 @@ export function openJobStore(options: JobStoreOptions): JobStore {
     pending: db.prepare<[string, number, number, number], { doc_index: number; chunk_index: number; start_unit: number; end_unit: number; tokens: number }>(
       `SELECT doc_index, chunk_index, start_unit, end_unit, tokens FROM chunks
        WHERE job_id = ? AND (doc_index, chunk_index) > (?, ?) AND embedding IS NULL ORDER BY doc_index, chunk_index LIMIT ?`),
-    addDispatched: db.prepare("UPDATE jobs SET dispatched_chunks = dispatched_chunks + ?, updated_at = ? WHERE id = ?"),
+    addDispatched: db.prepare("UPDATE jobs SET dispatched_chunks = dispatched_chunks + ?, updated_at = ? WHERE id = ? AND status = 'running'"),
+    removeDispatched: db.prepare("UPDATE jobs SET dispatched_chunks = max(0, dispatched_chunks - ?), updated_at = ? WHERE id = ?"),
     jobStatus: db.prepare<[string], { status: string }>("SELECT status FROM jobs WHERE id = ?"),
-    storeEmbedding: db.prepare("UPDATE chunks SET embedding = ? WHERE job_id = ? AND doc_index = ? AND chunk_index = ? AND embedding IS NULL"),
+    openChunk: db.prepare<[string, number, number], ChunkIdentity>(
+      `SELECT c.doc_index, d.doc_id, c.chunk_index, c.start_unit, c.end_unit, c.start_char, c.end_char, c.tokens FROM chunks c
+       JOIN documents d ON d.job_id = c.job_id AND d.doc_index = c.doc_index
+       WHERE c.job_id = ? AND c.doc_index = ? AND c.chunk_index = ? AND c.embedding IS NULL`),
+    storeEmbedding: db.prepare("UPDATE chunks SET embedding = ?, checksum = ? WHERE job_id = ? AND doc_index = ? AND chunk_index = ? AND embedding IS NULL"),
     addCompleted: db.prepare("UPDATE jobs SET completed_chunks = completed_chunks + ?, prompt_tokens = prompt_tokens + ?, updated_at = ? WHERE id = ?"),
     finish: db.prepare(`UPDATE jobs SET status = @status, finished_at = @now, updated_at = @now, expires_at = @expiresAt,
       error_code = @errorCode, error_message = @errorMessage WHERE id = @id AND status IN ('queued', 'running')`),
+    resultShape: db.prepare<[string], { dimensions: number; options: string }>("SELECT dimensions, options FROM jobs WHERE id = ?"),
     resultsAfter: db.prepare<[string, number, number, number], ResultRow>(
-      `SELECT doc_index, chunk_index, start_unit, end_unit, start_char, end_char, tokens, embedding FROM chunks
-       WHERE job_id = ? AND (doc_index, chunk_index) > (?, ?) AND embedding IS NOT NULL ORDER BY doc_index, chunk_index LIMIT ?`),
+      `SELECT c.doc_index, d.doc_id, c.chunk_index, c.start_unit, c.end_unit, c.start_char, c.end_char, c.tokens, c.embedding, c.checksum FROM chunks c
+       LEFT JOIN documents d ON d.job_id = c.job_id AND d.doc_index = c.doc_index
+       WHERE c.job_id = ? AND (c.doc_index, c.chunk_index) > (?, ?) AND c.embedding IS NOT NULL ORDER BY c.doc_index, c.chunk_index LIMIT ?`),
     resultsFrom: db.prepare<[string, number, number], ResultRow>(
-      `SELECT doc_index, chunk_index, start_unit, end_unit, start_char, end_char, tokens, embedding FROM chunks
-       WHERE job_id = ? AND embedding IS NOT NULL ORDER BY doc_index, chunk_index LIMIT ? OFFSET ?`),
+      `SELECT c.doc_index, d.doc_id, c.chunk_index, c.start_unit, c.end_unit, c.start_char, c.end_char, c.tokens, c.embedding, c.checksum FROM chunks c
+       LEFT JOIN documents d ON d.job_id = c.job_id AND d.doc_index = c.doc_index
+       WHERE c.job_id = ? AND c.embedding IS NOT NULL ORDER BY c.doc_index, c.chunk_index LIMIT ? OFFSET ?`),
     expired: db.prepare<[number], { id: string }>("SELECT id FROM jobs WHERE expires_at IS NOT NULL AND expires_at <= ?"),
     deleteChunks: db.prepare("DELETE FROM chunks WHERE job_id = ?"),
     deleteDocuments: db.prepare("DELETE FROM documents WHERE job_id = ?"),
@@ -362,8 +408,10 @@ export function openJobStore(options: JobStoreOptions): JobStore {
     let stored = 0;
     let tokens = 0;
     for (const result of results) {
+      const chunk = statements.openChunk.get(jobId, result.documentIndex, result.chunkIndex);
+      if (chunk === undefined) continue;
       const blob = Buffer.from(result.embedding.buffer, result.embedding.byteOffset, result.embedding.byteLength);
-      if (statements.storeEmbedding.run(blob, jobId, result.documentIndex, result.chunkIndex).changes === 1) {
+      if (statements.storeEmbedding.run(blob, resultChecksum(jobId, chunk, blob), jobId, result.documentIndex, result.chunkIndex).changes === 1) {
         stored++;
         tokens += result.tokens;
       }
@@ -427,8 +475,9 @@ export function openJobStore(options: JobStoreOptions): JobStore {
     pendingChunks: (jobId, after, limit) => guard(() => statements.pending.all(jobId, after.documentIndex, after.chunkIndex, limit).map((row) => ({
       documentIndex: row.doc_index, chunkIndex: row.chunk_index, start: row.start_unit, end: row.end_unit, tokens: row.tokens,
     }))),
-    addDispatched: (jobId, count, now) => guard(() => {
-      statements.addDispatched.run(count, now, jobId);
+    addDispatched: (jobId, count, now) => guard(() => statements.addDispatched.run(count, now, jobId).changes === 1),
+    removeDispatched: (jobId, count, now) => guard(() => {
+      statements.removeDispatched.run(count, now, jobId);
     }),
     commitResults: (jobId, results, now) => guard(() => commitResults(jobId, results, now)),
     finishJob: (id, values) => guard(() => statements.finish.run({
@@ -443,16 +492,26 @@ export function openJobStore(options: JobStoreOptions): JobStore {
       const rows = from.after !== undefined
         ? statements.resultsAfter.all(jobId, from.after.documentIndex, from.after.chunkIndex, limit)
         : statements.resultsFrom.all(jobId, limit, from.offset ?? 0);
-      return rows.map((row) => ({
-        documentIndex: row.doc_index,
-        chunkIndex: row.chunk_index,
-        start: row.start_unit,
-        end: row.end_unit,
-        startChar: row.start_char,
-        endChar: row.end_char,
-        tokens: row.tokens,
-        embedding: new Float32Array(row.embedding.buffer.slice(row.embedding.byteOffset, row.embedding.byteOffset + row.embedding.byteLength)),
-      }));
+      const shape = statements.resultShape.get(jobId);
+      const expected = { dimensions: shape?.dimensions ?? 0, normalized: shape !== undefined && (JSON.parse(shape.options) as JobEmbeddingOptions).normalize };
+      return rows.map((row) => {
+        const embedding = row.embedding.byteLength % 4 === 0
+          ? new Float32Array(row.embedding.buffer.slice(row.embedding.byteOffset, row.embedding.byteOffset + row.embedding.byteLength))
+          : new Float32Array(0);
+        return {
+          documentIndex: row.doc_index,
+          chunkIndex: row.chunk_index,
+          start: row.start_unit,
+          end: row.end_unit,
+          startChar: row.start_char,
+          endChar: row.end_char,
+          tokens: row.tokens,
+          embedding,
+          intact: row.doc_id !== null && (row.checksum === null
+            ? plausibleEmbedding(embedding, row.embedding.byteLength, expected)
+            : row.checksum === resultChecksum(jobId, { ...row, doc_id: row.doc_id }, row.embedding)),
+        };
+      });
     }),
     deleteExpired: (now) => guard(() => deleteExpired(now)),
     close: () => db.close(),
@@ -461,6 +520,8 @@ export function openJobStore(options: JobStoreOptions): JobStore {
 
 interface ResultRow {
   doc_index: number;
+  /** NULL when the document row is gone (a damaged store). */
+  doc_id: string | null;
   chunk_index: number;
   start_unit: number;
   end_unit: number;
@@ -468,6 +529,36 @@ interface ResultRow {
   end_char: number;
   tokens: number;
   embedding: Buffer;
+  /** NULL for a row stored before checksums (schema 1). */
+  checksum: number | null;
+}
+
+/** What names a chunk's row and where its text lies: what its checksum covers besides the embedding. */
+type ChunkIdentity = Omit<ResultRow, "embedding" | "checksum" | "doc_id"> & { doc_id: string };
+
+/**
+ * The checksum stored with a chunk's embedding: the first 48 bits of the
+ * SHA-256 of the row's identity (job id, document id and index, chunk index,
+ * offsets, tokens) and the embedding's bytes, so damaged bytes, and a row
+ * moved to or swapped with another place, do not match it.
+ */
+function resultChecksum(jobId: string, row: ChunkIdentity, embedding: Uint8Array): number {
+  const identity = JSON.stringify([jobId, row.doc_id, row.doc_index, row.chunk_index, row.start_unit, row.end_unit, row.start_char, row.end_char, row.tokens]);
+  return createHash("sha256").update(identity).update(embedding).digest().readUIntBE(0, 6);
+}
+
+/** Largest distance from 1 of a normalized vector's L2 norm (float32 rounding stays far below). */
+const NORM_TOLERANCE = 1e-3;
+
+/** Whether a row stored without a checksum holds what the job's embeddings look like: the right size, finite values, norm 1 when normalized. */
+function plausibleEmbedding(embedding: Float32Array, byteLength: number, expected: { dimensions: number; normalized: boolean }): boolean {
+  if (byteLength !== expected.dimensions * 4 || embedding.length === 0) return false;
+  let squares = 0;
+  for (const value of embedding) {
+    if (!Number.isFinite(value)) return false;
+    squares += value * value;
+  }
+  return !expected.normalized || Math.abs(Math.sqrt(squares) - 1) <= NORM_TOLERANCE;
 }
 
 function fromRow(row: JobRow): StoredJob {

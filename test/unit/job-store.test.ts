@@ -1,6 +1,7 @@
 import { mkdtempSync, openSync, rmSync, writeFileSync, writeSync, closeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { JOB_STORE_FILE, JobStoreError, openJobStore, type JobStore, type StoredJob } from "../../src/jobs/job-store.js";
 
@@ -50,6 +51,25 @@ function runningJob(store: JobStore, id = "j1"): void {
   store.insertJob(job(id), [{ id: "doc", text: "aaa bbb ccc", metadata: { page: 3 } }]);
   store.markRunning(id, { modelId: "m", dimensions: 2, chunking: { chunkSize: 8, chunkOverlap: 0 }, now: 2_000 });
   store.saveChunks(id, [{ documentIndex: 0, chunks: [span(0, 3), span(4, 7), span(8, 11)] }], 2_000);
+}
+
+/** Closes `store` and opens its folder again (as a restart does). */
+function reopen(store: JobStore, dataDir: string): JobStore {
+  store.close();
+  stores.splice(stores.indexOf(store), 1);
+  const reopened = openJobStore({ dataDir });
+  stores.push(reopened);
+  return reopened;
+}
+
+/** Runs `work` on the closed store's file through a better-sqlite3 connection of its own (what damage or an old server leaves). */
+function editFile(dataDir: string, work: (db: Database.Database) => void): void {
+  const db = new Database(join(dataDir, JOB_STORE_FILE));
+  try {
+    work(db);
+  } finally {
+    db.close();
+  }
 }
 
 describe("job store", () => {
@@ -127,6 +147,76 @@ describe("job store", () => {
     expect(store.document("old", 0)).toBeUndefined();
     expect(store.pendingChunks("old", { documentIndex: -1, chunkIndex: -1 }, 10)).toEqual([]);
     expect(store.getJob("new")?.status).toBe("completed");
+  });
+
+  it("checks every result against its checksum: bytes changed on disk, or rows swapped, are not intact", () => {
+    const { store, dataDir } = freshStore();
+    runningJob(store);
+    store.commitResults("j1", [0, 1, 2].map((chunkIndex) => ({ documentIndex: 0, chunkIndex, embedding: Float32Array.of(0.6, 0.8 + chunkIndex), tokens: 3 })), 3_000);
+    expect(store.results("j1", { offset: 0 }, 10).map((result) => result.intact)).toEqual([true, true, true]);
+    store.close();
+    stores.splice(stores.indexOf(store), 1);
+    editFile(dataDir, (db) => {
+      const changed = Buffer.from(Float32Array.of(0.6, 12.5).buffer);
+      db.prepare("UPDATE chunks SET embedding = ? WHERE chunk_index = 1").run(changed);
+    });
+    const damaged = openJobStore({ dataDir });
+    stores.push(damaged);
+    const results = damaged.results("j1", { offset: 0 }, 10);
+    expect(results.map((result) => result.intact)).toEqual([true, false, true]);
+    expect(damaged.results("j1", { after: { documentIndex: 0, chunkIndex: 0 } }, 10).map((result) => result.intact)).toEqual([false, true]);
+    damaged.close();
+    stores.splice(stores.indexOf(damaged), 1);
+    // Rows 0 and 2 trade places, each with its own checksum: the checksum covers where a row belongs.
+    editFile(dataDir, (db) => {
+      const rows = db.prepare("SELECT chunk_index, embedding, checksum FROM chunks WHERE chunk_index IN (0, 2) ORDER BY chunk_index").all() as Array<{ embedding: Buffer; checksum: number }>;
+      const swap = db.prepare("UPDATE chunks SET embedding = ?, checksum = ? WHERE chunk_index = ?");
+      swap.run(rows[1].embedding, rows[1].checksum, 0);
+      swap.run(rows[0].embedding, rows[0].checksum, 2);
+    });
+    const swapped = openJobStore({ dataDir });
+    stores.push(swapped);
+    expect(swapped.results("j1", { offset: 0 }, 10).map((result) => result.intact)).toEqual([false, false, false]);
+  });
+
+  it("migrates a store of schema 1: rows stored before checksums are checked for plausibility", () => {
+    const { store, dataDir } = freshStore();
+    runningJob(store);
+    // Normalized two-dimension vectors, as the job (normalize: true, dimensions 2) stores them; then bad ones.
+    store.commitResults("j1", [
+      { documentIndex: 0, chunkIndex: 0, embedding: Float32Array.of(0.6, 0.8), tokens: 3 },
+      { documentIndex: 0, chunkIndex: 1, embedding: Float32Array.of(3, 4), tokens: 3 },
+      { documentIndex: 0, chunkIndex: 2, embedding: Float32Array.of(Number.NaN, 1), tokens: 3 },
+    ], 3_000);
+    store.close();
+    stores.splice(stores.indexOf(store), 1);
+    editFile(dataDir, (db) => {
+      db.exec("ALTER TABLE chunks DROP COLUMN checksum");
+      db.pragma("user_version = 1");
+    });
+    const migrated = openJobStore({ dataDir });
+    stores.push(migrated);
+    expect(migrated.results("j1", { offset: 0 }, 10).map((result) => [result.chunkIndex, result.intact])).toEqual([[0, true], [1, false], [2, false]]);
+    const reopened = reopen(migrated, dataDir);
+    expect(reopened.getJob("j1")).toMatchObject({ status: "running", completedChunks: 3 });
+    reopened.close();
+    stores.splice(stores.indexOf(reopened), 1);
+    editFile(dataDir, (db) => {
+      expect(db.pragma("user_version", { simple: true })).toBe(2);
+      expect((db.prepare("SELECT count(*) AS count FROM chunks WHERE checksum IS NULL").get() as { count: number }).count).toBe(3);
+    });
+  });
+
+  it("counts dispatched chunks only while the job runs, and takes back a batch the pipeline refused", () => {
+    const { store } = freshStore();
+    runningJob(store);
+    expect(store.addDispatched("j1", 3, 2_100)).toBe(true);
+    store.removeDispatched("j1", 3, 2_200);
+    expect(store.addDispatched("j1", 2, 2_300)).toBe(true);
+    expect(store.getJob("j1")?.dispatchedChunks).toBe(2);
+    store.finishJob("j1", { status: "cancelled", now: 2_400, expiresAt: 9_000 });
+    expect(store.addDispatched("j1", 2, 2_500)).toBe(false);
+    expect(store.getJob("j1")?.dispatchedChunks).toBe(2);
   });
 
   it("refuses a damaged file with a corrupt-store error naming the file", () => {
