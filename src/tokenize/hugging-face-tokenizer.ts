@@ -13,6 +13,12 @@ export const HUGGING_FACE_MODEL_TYPES = ["WordPiece", "BPE", "Unigram"] as const
 const CUT_MARGIN_TOKENS = 8;
 /** First guess of characters per token when sizing the part of a long text to tokenize. */
 const CHARS_PER_TOKEN_GUESS = 6;
+/**
+ * Most characters read per token the window needs. Beyond `(window + margin) × this` a text
+ * is not read further: its part read holds the window's tokens, or it is made of words the
+ * model cannot split (each one unknown token), and either way counts as longer than the window.
+ */
+const MAX_CHARS_PER_TOKEN = 64;
 const SEQUENCE_PLACEHOLDER = "\u0000sutra:sequence\u0000";
 
 /** A place where a text can be cut: a U+0020 space right after a non-space character. */
@@ -20,20 +26,30 @@ function isCut(text: string, index: number): boolean {
   return index > 0 && text.charCodeAt(index) === 0x20 && !/\s/.test(text[index - 1]);
 }
 
-/** The text up to the first cut at or after `length` characters, if there is one. */
-function prefixOf(text: string, length: number): string | undefined {
-  for (let index = text.indexOf(" ", length); index !== -1; index = text.indexOf(" ", index + 1)) {
-    if (isCut(text, index)) return text.slice(0, index);
-  }
-  return undefined;
+/** `index`, moved back off the second half of a surrogate pair. */
+function codePointBoundary(text: string, index: number): number {
+  const unit = text.charCodeAt(index);
+  return unit >= 0xdc00 && unit <= 0xdfff ? index - 1 : index;
 }
 
-/** The text from the last cut at or before `text.length - length`, if there is one. */
-function suffixOf(text: string, length: number): string | undefined {
-  for (let index = text.lastIndexOf(" ", text.length - length); index > 0; index = text.lastIndexOf(" ", index - 1)) {
+/**
+ * The text up to the first cut at or after `length` characters when one comes within another
+ * `length`, else its first `length` characters (a text without spaces, cut between code points).
+ */
+function prefixOf(text: string, length: number): string {
+  for (let index = text.indexOf(" ", length); index !== -1 && index <= 2 * length; index = text.indexOf(" ", index + 1)) {
+    if (isCut(text, index)) return text.slice(0, index);
+  }
+  return text.slice(0, codePointBoundary(text, length));
+}
+
+/** The text from the last cut at or before `text.length - length` when one lies within another `length`, else its last `length` characters. */
+function suffixOf(text: string, length: number): string {
+  const earliest = text.length - 2 * length;
+  for (let index = text.lastIndexOf(" ", text.length - length); index > 0 && index >= earliest; index = text.lastIndexOf(" ", index - 1)) {
     if (isCut(text, index)) return text.slice(index);
   }
-  return undefined;
+  return text.slice(codePointBoundary(text, text.length - length));
 }
 
 /** Padding side and pad id a `tokenizer.json` / `tokenizer_config.json` pair declares. */
@@ -66,11 +82,16 @@ function declaredPadding(
  * The library has no truncation, padding or batching; this adds them. Special tokens come
  * from the post-processor around the content: truncation cuts the content to
  * `maxTokens` minus the special tokens (`end` keeps its start, `start` its end), so special
- * tokens are always kept. For `end`/`start` on a long text only a part of it is tokenized: a
- * prefix (suffix) ending (starting) at a space after a non-space character, long enough for
- * the window plus a margin of tokens, which pre-tokenizers that split on whitespace
- * (BERT, byte-level, Metaspace) tokenize exactly as the whole text. `fullLength` is then
- * a lower bound. Padding: `paddingSide`, else what the documents declare, else right; pad id
+ * tokens are always kept. On a long text only a part of it is tokenized, whatever the
+ * truncation (`none` too: a text is refused once it is certain to be too long): a prefix
+ * (`start`: a suffix) ending (starting) at a space after a non-space character, which
+ * pre-tokenizers that split on whitespace (BERT, byte-level, Metaspace) tokenize exactly as
+ * the whole text, or cut between code points when no space is near; it grows from 6
+ * characters per token of the window plus a margin of 8 tokens until it holds them, and the
+ * margin keeps the tokens a cut changes out of the window. `fullLength` is then a lower bound
+ * past the window. Texts within the window are read whole (exact ids), except one longer than
+ * 64 characters per token of the window: that is words the model cannot split, and counts as
+ * longer than the window (its first part read is kept). Padding: `paddingSide`, else what the documents declare, else right; pad id
  * from `padding.pad_id`, the config's `pad_token`, `[PAD]` or `<pad>`, else 0. Throws when
  * the post-processor does not keep the text as one run, or leaves no room for content.
  */
@@ -108,26 +129,22 @@ export function createHuggingFaceTokenizer(
 
   const contentIds = (text: string): number[] => hf.encode(text, { add_special_tokens: false }).ids;
 
-  /** Content ids of the whole text, or of a part of it long enough for the window. */
-  const windowContent = (text: string, truncate: TruncateMode): number[] => {
-    if (truncate !== "none") {
-      const wanted = contentLimit + CUT_MARGIN_TOKENS;
-      for (let length = wanted * CHARS_PER_TOKEN_GUESS; length < text.length; length *= 2) {
-        const part = truncate === "end" ? prefixOf(text, length) : suffixOf(text, length);
-        if (part === undefined) break;
-        const ids = contentIds(part);
-        if (ids.length >= wanted) return ids;
-      }
+  /** Content ids of the whole text (`whole`), or of a part of it long enough for the window. */
+  const windowContent = (text: string, truncate: TruncateMode): { content: number[]; whole: boolean } => {
+    const wanted = contentLimit + CUT_MARGIN_TOKENS;
+    for (let length = wanted * CHARS_PER_TOKEN_GUESS; length < text.length; length *= 2) {
+      const content = contentIds(truncate === "start" ? suffixOf(text, length) : prefixOf(text, length));
+      if (content.length >= wanted || length >= wanted * MAX_CHARS_PER_TOKEN) return { content, whole: false };
     }
-    return contentIds(text);
+    return { content: contentIds(text), whole: true };
   };
 
   const encode = (text: string, truncate: TruncateMode = "end"): Encoding => {
-    const content = windowContent(text, truncate);
-    const fullLength = content.length + specialCount;
-    const truncated = truncate !== "none" && content.length > contentLimit;
+    const { content, whole } = windowContent(text, truncate);
+    const fullLength = (whole ? content.length : Math.max(content.length, contentLimit + 1)) + specialCount;
+    const truncated = truncate !== "none" && fullLength > maxTokens;
     const kept = !truncated ? content
-      : truncate === "end" ? content.slice(0, contentLimit) : content.slice(content.length - contentLimit);
+      : truncate === "end" ? content.slice(0, contentLimit) : content.slice(Math.max(0, content.length - contentLimit));
     const ids = new Int32Array(kept.length + specialCount);
     ids.set(prefix, 0);
     ids.set(kept, prefix.length);

@@ -8,8 +8,10 @@ export interface EncodeOptions {
   /**
    * What to do with a text longer than the window (default `end`):
    * `end` keeps the first `maxTokens` tokens, `start` keeps the last ones (special tokens
-   * such as [CLS]/[SEP] are kept in both), `none` keeps everything so the caller can
-   * reject the text with INPUT_TOO_LONG using `fullLength`.
+   * such as [CLS]/[SEP] are kept in both), `none` keeps what it read so the caller can
+   * reject the text with INPUT_TOO_LONG using `fullLength`. Whatever the mode, a text
+   * longer than the window is read only as far as the window needs (a 4 MB text costs
+   * about one window of it), and a text within it is read whole.
    */
   truncate?: TruncateMode;
 }
@@ -18,7 +20,7 @@ export interface EncodeOptions {
  * One tokenized text.
  *
  * `ids.length` is the number of tokens the model sees (special tokens included, never more
- * than `maxTokens` unless `truncate` was `none`).
+ * than `maxTokens` unless `truncate` was `none`, where it holds the tokens read).
  */
 export interface Encoding {
   /** Token ids in model order, special tokens included, after truncation. */
@@ -26,9 +28,9 @@ export interface Encoding {
   /** True when tokens were dropped to fit the window. */
   readonly truncated: boolean;
   /**
-   * Token count of the whole text, special tokens included. Exact whenever the text was
-   * not truncated and always with `truncate: "none"`. For a truncated text it may be a
-   * lower bound (still greater than `maxTokens`): tokenizers stop once the window is certain.
+   * Token count of the whole text, special tokens included. Exact whenever the text fits
+   * the window. For a longer text (truncated, or refused with `truncate: "none"`) it may be
+   * a lower bound, still greater than `maxTokens`: tokenizers stop once that is certain.
    */
   readonly fullLength: number;
 }

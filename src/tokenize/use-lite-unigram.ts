@@ -21,8 +21,13 @@ interface PieceTrie {
 const SLOT_INTS = 4;
 /** Code points decoded ahead of the Viterbi at a time. */
 const FILL_CHUNK = 256;
-/** First piece normalized for `truncate: "end"`: generous, English runs about 5 characters a token. */
+/** First piece normalized when reading may stop early: generous, English runs about 5 characters a token. */
 const NORMALIZE_CHARS_PER_TOKEN = 8;
+/**
+ * Tokens past the window a read must show before a cut is trusted: a path found through part
+ * of a text differs from the whole text's only in the few tokens next to where it was cut.
+ */
+const CUT_MARGIN_TOKENS = 8;
 const ROOT_TABLE_SIZE = 0x10000;
 const SPACE = 0x20;
 const SEPARATOR = USE_LITE_SEPARATOR.codePointAt(0) as number;
@@ -96,14 +101,22 @@ function readModel(document: Record<string, unknown>): UseLiteModelJson {
 
 /**
  * Growable work arrays, reused across calls (encoding is synchronous): code points, the
- * Viterbi best score and best piece per end position, the emitted ids and a backtrack stack.
+ * Viterbi best score, best piece and token count of the best path per end position, the
+ * emitted ids and a backtrack stack.
  */
 interface Scratch {
   codePoints: Int32Array;
   best: Float64Array;
   words: Int32Array;
+  counts: Int32Array;
   tokens: Int32Array;
   stack: Int32Array;
+}
+
+/** When a read may stop: once more than `committed` ids are final, or every path has more than `certain` tokens. */
+interface ReadStop {
+  committed: number;
+  certain: number;
 }
 
 /** Returns `scratch` with room for `size` entries per array, keeping the first `used` ones. */
@@ -118,6 +131,7 @@ function grown(scratch: Scratch, size: number, used: number): Scratch {
     codePoints: copy(scratch.codePoints, new Int32Array(capacity)),
     best: copy(scratch.best, new Float64Array(capacity)),
     words: copy(scratch.words, new Int32Array(capacity)),
+    counts: copy(scratch.counts, new Int32Array(capacity)),
     tokens: copy(scratch.tokens, new Int32Array(capacity)),
     stack: new Int32Array(capacity),
   };
@@ -155,6 +169,26 @@ function pieceEndAfter(text: string, from: number): number {
 }
 
 /**
+ * Where a tail of `text` at least `length` characters long starts: right after the last
+ * U+0020 at or before `text.length - length` when one lies within another `length`
+ * characters, else at that position (never between the halves of a surrogate pair).
+ */
+function tailStart(text: string, length: number): number {
+  const at = text.length - length;
+  const space = text.lastIndexOf(" ", at);
+  if (space !== -1 && space >= at - length) return space + 1;
+  const unit = text.charCodeAt(at);
+  return unit >= 0xdc00 && unit <= 0xdfff ? at - 1 : at;
+}
+
+/** The position in `[from, to]` whose best path has the fewest tokens. */
+function fewestTokensIn(counts: Int32Array, from: number, to: number): number {
+  let fewest = to;
+  for (let position = from; position < to; position++) if (counts[position] < counts[fewest]) fewest = position;
+  return fewest;
+}
+
+/**
  * Creates the Universal Sentence Encoder Lite tokenizer from its `tokenizer.json` document
  * (see `buildUseLiteTokenizerJson`). Ids equal the reference's (`@energetic-ai/embeddings`
  * `Tokenizer.encode`) for every text, its quirks included:
@@ -167,13 +201,22 @@ function pieceEndAfter(text: string, from: number): number {
  * - the backtrack steps back by each piece's UTF-16 length (as the reference does);
  * - runs of unknown ids are merged into one; the empty text has no tokens.
  *
- * With `truncate: "end"` the Viterbi stops once the window is certain: at a position no piece
- * crosses, every path goes through it, so the ids before it are final; once more than
- * `maxTokens` ids are final the rest of the text is neither normalized nor read (the reported
- * `fullLength` is then a lower bound). This holds when every piece is as long in UTF-16 units
- * as in code points (true of the published vocabulary); otherwise the whole text is read.
- * `start` and `none` always read the whole text: a best score carries its whole prefix
- * (through the 0-is-unset rule and float rounding), so a tail cannot be tokenized alone.
+ * A text longer than the window is read only as far as the window needs, so a 4 MB text
+ * costs about what its first (or last) window does; texts within the window are always read
+ * whole, with the reference's ids. This needs every piece to be as long in UTF-16 units as in
+ * code points (true of the published vocabulary); otherwise every text is read whole.
+ * - `end` and `none`: the Viterbi stops once more than `maxTokens` ids are final (at a
+ *   position no piece crosses every path goes through it, so the ids before it are final), or
+ *   once every path through the last positions read has more tokens than the window allows
+ *   (`none`: `maxTokens`, so the text is refused; `end`: `maxTokens` plus a margin of 8, for
+ *   a long run such as "aaaa…" that no position divides; its first ids then come from the best
+ *   path through the part read). The rest of the text is neither normalized nor read, and
+ *   `fullLength` is a lower bound, still more than `maxTokens`.
+ * - `start`: a tail of `(maxTokens + 8) × longest piece` characters, doubled until it holds
+ *   more than `maxTokens + 8` tokens. It starts after a space where one is near: no piece of
+ *   the published vocabulary crosses a space, so the tail's ids are the whole text's (float
+ *   rounding of the scores a best path carries aside); else between code points, the margin
+ *   keeping the tokens the cut changes out of the window.
  */
 export function createUseLiteUnigramTokenizer(
   document: Record<string, unknown>,
@@ -201,40 +244,48 @@ export function createUseLiteUnigramTokenizer(
   // Stopping early needs every backtrack step to stay on code-point boundaries.
   const canStopEarly = trie.bmpOnly && steps[unkId] === 1;
   let scratch: Scratch = grown(
-    { codePoints: new Int32Array(0), best: new Float64Array(0), words: new Int32Array(0), tokens: new Int32Array(0), stack: new Int32Array(0) },
+    {
+      codePoints: new Int32Array(0),
+      best: new Float64Array(0),
+      words: new Int32Array(0),
+      counts: new Int32Array(0),
+      tokens: new Int32Array(0),
+      stack: new Int32Array(0),
+    },
     FILL_CHUNK,
     0,
   );
 
-  const encode = (text: string, truncate: TruncateMode = "end"): Encoding => {
-    // NFKC never empties a non-empty text, so only "" has no tokens (the reference adds no ▁).
-    if (text.length === 0) return { ids: new Int32Array(0), truncated: false, fullLength: 0 };
-    const stopEarly = truncate === "end" && canStopEarly;
+  /**
+   * Runs the Viterbi over a non-empty text and leaves its ids in `scratch.tokens`, returning
+   * their count: all of them, or with `stop` only as many as were read (see ReadStop).
+   */
+  const read = (text: string, stop: ReadStop | undefined): number => {
     // Text is normalized in pieces cut before a U+0020 (NFKC(a + " " + b) is NFKC(a) +
     // NFKC(" " + b): a space composes with nothing and blocks reordering), so a window taken
     // from the start of a long text does not normalize all of it.
-    let pieceChars = stopEarly ? maxTokens * NORMALIZE_CHARS_PER_TOKEN : text.length;
+    let pieceChars = stop === undefined ? text.length : maxTokens * NORMALIZE_CHARS_PER_TOKEN;
     let pieceEnd = pieceEndAfter(text, pieceChars);
     let normalized = text.slice(0, pieceEnd).normalize("NFKC");
-    let { codePoints, best, words, tokens, stack } = scratch;
+    let { codePoints, best, words, counts, tokens, stack } = scratch;
     codePoints[0] = SEPARATOR;
     best[0] = 0;
     words[0] = 0;
     best[1] = 0;
     words[1] = 0;
+    counts[0] = 0;
     let filled = 1;
     let unit = 0;
     let reach = 0;
     let committedTo = 0;
     let count = 0;
-    let stoppedEarly = false;
 
     for (let start = 0; ; start++) {
       if (filled < start + depth && (unit < normalized.length || pieceEnd < text.length)) {
         const target = start + depth + FILL_CHUNK;
         if (target + 1 > codePoints.length) {
           scratch = grown(scratch, target + 1, filled + 1);
-          ({ codePoints, best, words, tokens, stack } = scratch);
+          ({ codePoints, best, words, counts, tokens, stack } = scratch);
         }
         while (filled < target) {
           if (unit === normalized.length) {
@@ -253,12 +304,21 @@ export function createUseLiteUnigramTokenizer(
         }
       }
       if (start >= filled) break;
-      if (stopEarly && reach === start && start > committedTo) {
-        count = appendPath(words, steps, unkId, committedTo, start, stack, tokens, count);
-        committedTo = start;
-        if (count > maxTokens) {
-          stoppedEarly = true;
-          break;
+      if (stop !== undefined) {
+        if (start > 0) {
+          // Every piece ending here was scored by now: the tokens of the best path to `start`, unknown runs merged as appendPath merges them.
+          const previous = start - steps[words[start]];
+          counts[start] = previous > 0 ? counts[previous] + (words[start] === unkId && words[previous] === unkId ? 0 : 1) : 1;
+        }
+        if (reach === start && start > committedTo) {
+          count = appendPath(words, steps, unkId, committedTo, start, stack, tokens, count);
+          committedTo = start;
+          if (count > stop.committed) return count;
+        }
+        if (counts[start] > stop.certain) {
+          // The whole text's path covers this code point with one token, so it goes through one of these positions.
+          const through = fewestTokensIn(counts, Math.max(committedTo, start - depth + 1), start);
+          if (counts[through] > stop.certain) return appendPath(words, steps, unkId, committedTo, through, stack, tokens, count);
         }
       }
       const first = codePoints[start];
@@ -287,12 +347,28 @@ export function createUseLiteUnigramTokenizer(
         if (start + 1 > reach) reach = start + 1;
       }
     }
-    if (!stoppedEarly) count = appendPath(words, steps, unkId, committedTo, filled, stack, tokens, count);
+    return appendPath(words, steps, unkId, committedTo, filled, stack, tokens, count);
+  };
 
-    const kept = Math.min(count, maxTokens);
-    const from = truncate === "start" ? count - kept : 0;
+  /** The last `maxTokens` ids (`truncate: "start"`), from a tail long enough to hold them when the text allows. */
+  const encodeTail = (text: string): Encoding => {
+    const enough = maxTokens + CUT_MARGIN_TOKENS;
+    for (let length = canStopEarly ? enough * depth : text.length; length < text.length; length *= 2) {
+      const count = read(text.slice(tailStart(text, length)), undefined);
+      if (count > enough) return { ids: scratch.tokens.slice(count - maxTokens, count), truncated: true, fullLength: count };
+    }
+    const count = read(text, undefined);
+    return { ids: scratch.tokens.slice(Math.max(0, count - maxTokens), count), truncated: count > maxTokens, fullLength: count };
+  };
+
+  const encode = (text: string, truncate: TruncateMode = "end"): Encoding => {
+    // NFKC never empties a non-empty text, so only "" has no tokens (the reference adds no ▁).
+    if (text.length === 0) return { ids: new Int32Array(0), truncated: false, fullLength: 0 };
+    if (truncate === "start") return encodeTail(text);
+    const certain = truncate === "none" ? maxTokens : maxTokens + CUT_MARGIN_TOKENS;
+    const count = read(text, canStopEarly ? { committed: maxTokens, certain } : undefined);
     return {
-      ids: tokens.slice(from, truncate === "none" ? count : from + kept),
+      ids: scratch.tokens.slice(0, truncate === "none" ? count : Math.min(count, maxTokens)),
       truncated: truncate !== "none" && count > maxTokens,
       fullLength: count,
     };

@@ -181,7 +181,10 @@ describe("sentence-transformers folders against a reference computed in the test
     const none = await embed({ texts: ["short", LONG_TEXT], model: id, truncate: "NONE" });
     expect(none.status).toBe(400);
     expect(none.json.error?.code).toBe("INPUT_TOO_LONG");
-    expect(none.json.error?.details).toEqual({ index: 1, tokens: content.length + 2, limit: 128 });
+    // The tokenizer stops reading once the text is certain to be too long: `tokens` is what it counted by then.
+    expect(none.json.error?.details).toMatchObject({ index: 1, limit: 128 });
+    expect(none.json.error?.details.tokens).toBeGreaterThan(128);
+    expect(none.json.error?.details.tokens).toBeLessThanOrEqual(content.length + 2);
   });
 
   it("instruction is applied as `Instruct: {instruction}\\nQuery:{text}` byte for byte (case-sensitive BPE model)", async () => {

@@ -99,6 +99,8 @@ describe("byte-level BPE tokenizer (decoder model, Qwen3-style)", () => {
 
   it("cuts long texts exactly as the full tokenization would be cut", async () => {
     const windowed = await load("window-32", 32);
+    // A window no text reaches: `none` reads every text whole.
+    const unbounded = await load("window-unbounded", Number.MAX_SAFE_INTEGER);
     const words = ["hello", "world", "hello.", "world!", "ok", "\n", "the", "word"];
     const separators = [" ", " ", "  ", "\n", " \n", ""];
     let seed = 11;
@@ -110,11 +112,15 @@ describe("byte-level BPE tokenizer (decoder model, Qwen3-style)", () => {
       let text = "";
       const length = 100 + Math.floor(random() * 1500);
       for (let word = 0; word < length; word++) text += words[Math.floor(random() * words.length)] + separators[Math.floor(random() * separators.length)];
-      const content = ids(windowed, text, "none").slice(0, -1);
+      const content = ids(unbounded, text, "none").slice(0, -1);
       const head = windowed.encode(text, { truncate: "end" });
       expect(Array.from(head.ids)).toEqual([...content.slice(0, 31), EOS_ID]);
       expect(head.fullLength).toBeLessThan(content.length + 1);
       expect(ids(windowed, text, "start")).toEqual([...content.slice(content.length - 31), EOS_ID]);
+      // truncate none stops reading as soon as the text is certainly longer than the window.
+      const refused = windowed.encode(text, { truncate: "none" });
+      expect(refused.fullLength).toBeGreaterThan(32);
+      expect(refused.fullLength).toBeLessThan(content.length + 1);
     }
   });
 });

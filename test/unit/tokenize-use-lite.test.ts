@@ -40,8 +40,11 @@ const ids = (tokenizer: Tokenizer, text: string, truncate: "end" | "start" | "no
 describe("USE-Lite tokenizer against the reference fixture", () => {
   const fixture = JSON.parse(readFileSync(REFERENCE_PATH, "utf8")) as ReferenceFixture;
   let tokenizer: Tokenizer;
+  /** A window no text reaches, so `none` reads every text whole: the full id lists to compare with. */
+  let unbounded: Tokenizer;
   beforeAll(async () => {
     tokenizer = await load("use-lite", buildUseLiteTokenizerJson(VOCAB_PATH));
+    unbounded = await load("use-lite-unbounded", buildUseLiteTokenizerJson(VOCAB_PATH), Number.MAX_SAFE_INTEGER);
   });
 
   it("covers short, long, accented, CJK, emoji, punctuation and whitespace-only sentences", () => {
@@ -63,13 +66,30 @@ describe("USE-Lite tokenizer against the reference fixture", () => {
 
   it("gives the reference's full id list with truncate none, and its last 128 ids with truncate start", () => {
     for (const { text, tokenIds } of fixture.sentences) {
-      const full = tokenizer.encode(text, { truncate: "none" });
+      const full = unbounded.encode(text, { truncate: "none" });
       expect(Array.from(full.ids), text.slice(0, 60)).toEqual(tokenIds);
       expect(full.fullLength).toBe(tokenIds.length);
       expect(full.truncated).toBe(false);
       const tail = tokenizer.encode(text, { truncate: "start" });
       expect(Array.from(tail.ids), text.slice(0, 60)).toEqual(tokenIds.slice(Math.max(0, tokenIds.length - WINDOW)));
-      expect(tail.fullLength).toBe(tokenIds.length);
+      // A long text is read from a tail: fullLength is then a lower bound past the window.
+      if (tokenIds.length > WINDOW) expect(tail.fullLength).toBeGreaterThan(WINDOW);
+      else expect(tail.fullLength).toBe(tokenIds.length);
+    }
+  });
+
+  it("with truncate none reads a text within the window whole, and a longer one only until it is certain to be longer", () => {
+    for (const { text, tokenIds } of fixture.sentences) {
+      const encoding = tokenizer.encode(text, { truncate: "none" });
+      expect(encoding.truncated).toBe(false);
+      if (tokenIds.length <= WINDOW) {
+        expect(Array.from(encoding.ids), text.slice(0, 60)).toEqual(tokenIds);
+        expect(encoding.fullLength).toBe(tokenIds.length);
+      } else {
+        expect(encoding.fullLength, text.slice(0, 60)).toBeGreaterThan(WINDOW);
+        expect(encoding.fullLength).toBeLessThanOrEqual(tokenIds.length);
+        expect(encoding.ids.length).toBe(encoding.fullLength);
+      }
     }
   });
 
@@ -87,7 +107,7 @@ describe("USE-Lite tokenizer against the reference fixture", () => {
     for (let sample = 0; sample < 200; sample++) {
       const length = Math.floor(random() * 300);
       const text = Array.from({ length }, () => words[Math.floor(random() * words.length)]).join(random() < 0.7 ? " " : "");
-      const full = ids(tokenizer, text);
+      const full = ids(unbounded, text);
       small.forEach((windowed, index) => {
         const window = windows[index];
         const head = windowed.encode(text, { truncate: "end" });
@@ -100,7 +120,7 @@ describe("USE-Lite tokenizer against the reference fixture", () => {
 
   it("stops reading a long text once the first 128 ids are certain (truncate end)", () => {
     const text = "Search engines rank documents by how well they match a query. ".repeat(16_000);
-    const full = tokenizer.encode(text, { truncate: "none" });
+    const full = unbounded.encode(text, { truncate: "none" });
     const head = tokenizer.encode(text, { truncate: "end" });
     expect(Array.from(head.ids)).toEqual(Array.from(full.ids.subarray(0, WINDOW)));
     expect(head.truncated).toBe(true);
@@ -108,6 +128,34 @@ describe("USE-Lite tokenizer against the reference fixture", () => {
     expect(head.fullLength).toBeGreaterThan(WINDOW);
     expect(head.fullLength).toBeLessThan(WINDOW + 20);
     expect(full.fullLength).toBeGreaterThan(200_000);
+  });
+
+  it("reads a 4 MB text without spaces only as far as the window needs, whatever the truncation", () => {
+    const digits = "1234567890".repeat(400_000);
+    const refused = tokenizer.encode(digits, { truncate: "none" });
+    // fullLength counts what was read: just past the window, not the 2,000,000 tokens of the whole text.
+    expect(refused.fullLength).toBeGreaterThan(WINDOW);
+    expect(refused.fullLength).toBeLessThan(WINDOW + 20);
+    const part = digits.slice(0, 40_000);
+    const full = Array.from(unbounded.encode(part, { truncate: "none" }).ids);
+    const head = tokenizer.encode(digits, { truncate: "end" });
+    expect(Array.from(head.ids)).toEqual(full.slice(0, WINDOW));
+    expect(head.fullLength).toBeLessThan(WINDOW + 40);
+    const tail = tokenizer.encode(digits, { truncate: "start" });
+    expect(Array.from(tail.ids)).toEqual(full.slice(-WINDOW));
+    expect(tail.fullLength).toBeLessThan(4 * WINDOW * 16);
+    // A run no position divides ("aaaa…" tokenizes by its length mod 4) is cut where every path is past the window.
+    const run = tokenizer.encode("a".repeat(4_000_000), { truncate: "end" });
+    expect(run.ids.length).toBe(WINDOW);
+    expect(run.truncated).toBe(true);
+    expect(run.fullLength).toBeLessThan(WINDOW + 40);
+  });
+
+  it("reads a long text within the window whole: 400,000 CJK characters are one unknown run", () => {
+    const text = "日本語".repeat(133_334);
+    for (const truncate of ["none", "end", "start"] as const) {
+      expect(tokenizer.encode(text, { truncate })).toEqual({ ids: Int32Array.from([30, 0]), truncated: false, fullLength: 2 });
+    }
   });
 });
 

@@ -120,6 +120,8 @@ describe("WordPiece tokenizer (BERT-style tokenizer.json)", () => {
 
   it("cuts long texts exactly as the full tokenization would be cut", async () => {
     const windowed = await load("window-16", 16);
+    // A window no text reaches: `none` reads every text whole.
+    const unbounded = await load("window-unbounded", Number.MAX_SAFE_INTEGER);
     const words = ["the", "Quick", "brown,", "fox", "jumps", "over", "lazy", "dog.", "playing", "zebra", "中文", "how", "well"];
     const separators = [" ", " ", " ", "  ", "\t", "\n", " \n "];
     let seed = 3;
@@ -131,13 +133,28 @@ describe("WordPiece tokenizer (BERT-style tokenizer.json)", () => {
       let text = "";
       const length = 50 + Math.floor(random() * 2000);
       for (let word = 0; word < length; word++) text += words[Math.floor(random() * words.length)] + separators[Math.floor(random() * separators.length)];
-      const full = ids(windowed, text, "none");
+      const full = ids(unbounded, text, "none");
       const content = full.slice(1, -1);
       const head = windowed.encode(text, { truncate: "end" });
       expect(Array.from(head.ids)).toEqual([CLS, ...content.slice(0, 14), SEP]);
       expect(head.fullLength).toBeLessThan(full.length);
       expect(ids(windowed, text, "start")).toEqual([CLS, ...content.slice(content.length - 14), SEP]);
+      // truncate none stops reading as soon as the text is certainly longer than the window.
+      const refused = windowed.encode(text, { truncate: "none" });
+      expect(refused.fullLength).toBeGreaterThan(16);
+      expect(refused.fullLength).toBeLessThan(full.length);
     }
+  });
+
+  it("reads a text without spaces whole up to 64 characters per token of the window, and counts a longer one as too long", async () => {
+    const windowed = await load("window-16-long-words", 16);
+    const UNK = id("[UNK]");
+    // One word the model cannot split (longer than max_input_chars_per_word) is one [UNK], read whole.
+    expect(windowed.encode("hello".repeat(200), { truncate: "none" })).toEqual({ ids: Int32Array.from([CLS, UNK, SEP]), truncated: false, fullLength: 3 });
+    // 4 MB of it is not read whole: it counts as longer than the window, and `end` keeps the part read.
+    const huge = "hello".repeat(800_000);
+    expect(windowed.encode(huge, { truncate: "none" }).fullLength).toBeGreaterThan(16);
+    expect(windowed.encode(huge, { truncate: "end" })).toEqual({ ids: Int32Array.from([CLS, UNK, SEP]), truncated: true, fullLength: 17 });
   });
 
   it("pads on the right with [PAD], mask 0 and position 0", () => {
