@@ -14,8 +14,27 @@ export const DIMENSIONS_RANGE = { min: 64, max: 4096 } as const;
 export const BATCH_SIZE_RANGE = { min: 1, max: 256 } as const;
 
 /**
+ * The one check that a text the client sent is well-formed Unicode, whatever
+ * carried it. A lone surrogate (JSON can spell one as an escape, `"\ud800"`)
+ * is refused, and so are bytes that are not UTF-8: the request decoders turn
+ * those into lone surrogates instead of U+FFFD (see `decodeUtf8Marked`), so
+ * they reach this same check rather than being embedded as a text the client
+ * never sent. INVALID_ARGUMENT with details `{field, index}`: `index` is the
+ * item's position when the text is an item of a list (`texts[1]`,
+ * `documents[1].text`) or a message of a request stream.
+ */
+export function checkWellFormedText(text: string, field: string, index?: number): void {
+  if (text.isWellFormed()) return;
+  const where = index === undefined ? field : `${field}[${index}]`;
+  throw new EmbedderError("INVALID_ARGUMENT", `${where} is not well-formed text: it holds a lone surrogate or bytes that are not UTF-8`, {
+    details: index === undefined ? { field } : { field, index },
+  });
+}
+
+/**
  * Checks the parts of a request that need no model: the number of inputs
- * (texts, or the OpenAI dialect's token arrays; 1..maxInputs), that none is empty, `dimensions` (0 or 64..4096) and
+ * (texts, or the OpenAI dialect's token arrays; 1..maxInputs), that none is
+ * empty or ill-formed (checkWellFormedText), `dimensions` (0 or 64..4096) and
  * `config.batch_size` (1..256). It is pure and throws the first violation as an
  * EmbedderError (EMPTY_INPUT, TOO_MANY_INPUTS, INVALID_DIMENSIONS,
  * INVALID_ARGUMENT) whose details name the offending value, so every transport
@@ -42,6 +61,7 @@ export function validateEmbedRequest(request: EmbedRequest, limits: RequestLimit
   if (emptyIndex !== -1) {
     throw new EmbedderError("EMPTY_INPUT", `${name}[${emptyIndex}] is empty`, { details: { index: emptyIndex } });
   }
+  request.texts.forEach((text, index) => checkWellFormedText(text, "texts", index));
   const { dimensions } = request;
   const dimensionsValid =
     Number.isInteger(dimensions) &&

@@ -1,7 +1,7 @@
 import { createPublicKey, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { IncomingHttpHeaders } from "node:http";
-import { errors as joseErrors, jwtVerify } from "jose";
+import { errors as joseErrors, jwtVerify, type JWTPayload } from "jose";
 import { EmbedderError } from "../domain/errors.js";
 import type { Principal, Role } from "../domain/types.js";
 import { findApiKey, parseApiKeys, type ApiKeyEntry } from "./api-keys.js";
@@ -67,8 +67,10 @@ const VERIFIED_TOKEN_TTL_MS = 5 * 60_000;
  *   fail); `exp` and `sub` are required, `exp`/`nbf` checked with 5 s of skew,
  *   `iss`/`aud` when configured. A verified token is remembered (by its exact
  *   text, at most 5 minutes and never past its `exp`), so reusing it costs a
- *   map look-up rather than a signature check. The role is `admin` when the `role` claim is
- *   "admin" or the `roles` claim lists it, else `user`.
+ *   map look-up rather than a signature check. `sub` must be a non-empty string (it is
+ *   the principal id); the role is `admin` when the `role` claim is "admin" or the
+ *   `roles` claim lists it, else `user`; a `role` that is not a string, or `roles` that
+ *   is not a list of strings, refuses the token.
  */
 export function createAuthenticator(settings: AuthSettings): Authenticator {
   switch (settings.mode) {
@@ -181,19 +183,44 @@ function createJwtAuthenticator(settings: AuthSettings): Authenticator {
       const known = verified.get(token);
       if (known !== undefined && Date.now() < known.until) return known.principal;
       verified.delete(token);
+      let payload: JWTPayload;
       try {
-        const { payload } = await jwtVerify(token, key, options);
-        const roles = Array.isArray(payload.roles) ? payload.roles : [payload.role];
-        const role: Role = roles.includes("admin") ? "admin" : "user";
-        const principal: Principal = { id: String(payload.sub), role, method: "jwt" };
-        if (verified.size >= VERIFIED_TOKENS_MAX) verified.delete(verified.keys().next().value as string);
-        verified.set(token, { principal, until: Math.min((payload.exp ?? 0) * 1000, Date.now() + VERIFIED_TOKEN_TTL_MS) });
-        return principal;
+        ({ payload } = await jwtVerify(token, key, options));
       } catch (error) {
         throw new EmbedderError("UNAUTHENTICATED", describeJwtFailure(error), { cause: error });
       }
+      const principal: Principal = { id: subjectOf(payload), role: roleOf(payload), method: "jwt" };
+      if (verified.size >= VERIFIED_TOKENS_MAX) verified.delete(verified.keys().next().value as string);
+      verified.set(token, { principal, until: Math.min((payload.exp ?? 0) * 1000, Date.now() + VERIFIED_TOKEN_TTL_MS) });
+      return principal;
     },
   };
+}
+
+/**
+ * The principal id of a verified token: its `sub`, which must be a non-empty
+ * string. Anything else is refused rather than turned into a string, since
+ * `String({...})` gives every such token the same id ("[object Object]"), and
+ * so the same jobs and rate limits.
+ */
+function subjectOf(payload: JWTPayload): string {
+  const subject: unknown = payload.sub;
+  if (typeof subject !== "string" || subject === "") throw unauthenticated('the token\'s "sub" claim must be a non-empty string');
+  return subject;
+}
+
+/**
+ * The role of a verified token: `admin` when the `role` claim is "admin" or the
+ * `roles` claim lists it, else `user`. A `role` that is not a string, or
+ * `roles` that is not a list of strings, refuses the token (never coerced).
+ */
+function roleOf(payload: JWTPayload): Role {
+  const { role, roles } = payload;
+  if (role !== undefined && typeof role !== "string") throw unauthenticated('the token\'s "role" claim must be a string');
+  if (roles !== undefined && !(Array.isArray(roles) && roles.every((item) => typeof item === "string"))) {
+    throw unauthenticated('the token\'s "roles" claim must be a list of strings');
+  }
+  return role === "admin" || (roles as string[] | undefined)?.includes("admin") ? "admin" : "user";
 }
 
 /** A client-safe reason a token was refused (jose's own messages may quote claim values). */

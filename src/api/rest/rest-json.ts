@@ -3,6 +3,7 @@ import type { DescEnum, DescField, DescMessage, JsonObject, JsonValue, MessageSh
 import { EmbedderError } from "../../domain/errors.js";
 import { EmbeddingSchema } from "../../../gen/sutra/embedder/v1/embedder_pb.js";
 import { enumValueFromWord, enumWord } from "../enum-words.js";
+import { checkWellFormedJson } from "../well-formed-text.js";
 
 /** What a REST request contributes to the rpc's request message. */
 export interface RestRequestParts {
@@ -25,9 +26,12 @@ export interface RestRequestParts {
  * accepted in snake_case (the seed's spelling) and lowerCamelCase (proto3 JSON);
  * enum values as full names, numbers or lowercase words ("int8", "auto").
  * Unknown fields are ignored, as grpc-gateway does; a malformed value (wrong
- * type, unknown enum word, out-of-range number) is INVALID_ARGUMENT.
+ * type, unknown enum word, out-of-range number) is INVALID_ARGUMENT, and so is
+ * a body string that is not well-formed (checkWellFormedJson: named by field
+ * and index, before protobuf-es would refuse it without saying which).
  */
 export function restRequestToMessage<Desc extends DescMessage>(schema: Desc, parts: RestRequestParts): MessageShape<Desc> {
+  if (parts.body !== undefined) checkWellFormedJson(parts.body);
   let json: JsonObject = {};
   if (parts.bodyField === "*") {
     json = normalizeMessage(schema, parts.body === undefined ? {} : parts.body, "");
