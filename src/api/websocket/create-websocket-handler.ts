@@ -29,8 +29,17 @@ export const WEBSOCKET_PATHS: readonly string[] = ["/v1/embeddings/ws", "/api/v1
 /** Version of the message protocol of docs/STREAMING.md, told in the handshake. */
 export const WEBSOCKET_PROTOCOL_VERSION = 1;
 
-/** Bytes queued for a client beyond which the server waits for them to be written before sending more. */
+/** Bytes queued for a client beyond which a stream's next answer waits for them to be written. */
 const SEND_HIGH_WATER_BYTES = 64 * 1024;
+
+/** How long a connection closed with 1008 has to take its close frame before its socket is cut. */
+const POLICY_CLOSE_GRACE_MS = 10_000;
+
+/**
+ * How much larger than its ping a pong may be: the envelope fields the server
+ * fills in (its timestamp, quotes around a numeric id).
+ */
+const ENVELOPE_SLACK_BYTES = 128;
 
 /** What the WebSocket side needs. */
 export interface WebSocketHandlerOptions {
@@ -42,6 +51,12 @@ export interface WebSocketHandlerOptions {
   maxMessageBytes: number;
   /** How often the server pings; a connection that has not answered the previous ping by then is dropped. */
   pingIntervalMs: number;
+  /**
+   * Bytes queued for one client (written by the server, not yet taken by its
+   * socket) beyond which the server stops reading that client until they drain;
+   * past twice this the connection is closed with 1008 (`SUTRA_WS_MAX_BUFFERED_BYTES`).
+   */
+  maxBufferedBytes: number;
 }
 
 /** The WebSocket side of the server. */
@@ -71,7 +86,13 @@ export function isWebSocketTarget(target: string): boolean {
  * `stream_end`), `handshake` and `ping`/`pong` at any time, and protocol-level
  * pings every `pingIntervalMs` for keepalive. Backpressure both ways: while
  * the stream session is full the socket is not read (TCP pushes back on the
- * client), and answers wait while more than 64 KiB are queued for the client.
+ * client); stream answers wait while more than 64 KiB are queued for the
+ * client; and while more than `maxBufferedBytes` are queued (answers of any
+ * kind: handshake, pong, error, embedding, and ws's own pong frames) the
+ * socket is not read and read messages wait unanswered, so what a client that
+ * stops reading makes the server hold is bounded. Past twice that it is closed
+ * with 1008 and cut POLICY_CLOSE_GRACE_MS later. A pong is never larger than
+ * its ping (plus the envelope), so echoing cannot amplify a message.
  */
 export function createWebSocketHandler(options: WebSocketHandlerOptions): WebSocketHandler {
   const server = new WebSocketServer({ noServer: true, maxPayload: options.maxMessageBytes, clientTracking: false });
@@ -127,6 +148,9 @@ interface OpenStream {
   chunkMessageIds: Map<number, string>;
 }
 
+/** A message read from the client, or why it could not be read, with its size for the echo check. */
+type Received = { message: Envelope<ClientMessageType>; bytes: number } | { error: EmbedderError };
+
 function serveConnection(
   webSocket: WebSocket,
   caller: { requestId: string; principal: Principal | undefined },
@@ -136,25 +160,54 @@ function serveConnection(
   const { requestId, principal } = caller;
   let stream: OpenStream | undefined;
   /**
-   * Messages read but not handled yet, in order: those that came while a
-   * stream was opening, and chunks for a full stream (what ws had already read
-   * when the socket paused). Bounded by what one read of the socket holds.
+   * Messages read but not answered yet, in order: those that came while a
+   * stream was opening, while too much was queued for the client, and chunks
+   * for a full stream (what ws had already read when the socket paused).
+   * Bounded by what one read of the socket holds.
    */
-  const inbox: Envelope<ClientMessageType>[] = [];
+  const inbox: Received[] = [];
   let opening = false;
   let waitingForRoom = false;
   let answeredPing = true;
   let shuttingDown = false;
+  let cutTimer: NodeJS.Timeout | undefined;
+  const streamHighWater = Math.min(SEND_HIGH_WATER_BYTES, options.maxBufferedBytes);
 
-  const send = (id: string, type: ServerMessageType, payload: JsonObject): Promise<void> =>
+  const isOpen = () => webSocket.readyState === WebSocket.OPEN;
+  /** More than the bound is queued for the client: nothing more is read or answered until it drains. */
+  const backedUp = () => webSocket.bufferedAmount > options.maxBufferedBytes;
+  const full = () => stream !== undefined && stream.session.accepting() && !stream.session.hasRoom();
+
+  /** Closes a client that lets more than twice the bound pile up (1008), and cuts it if it does not take the close frame. */
+  const closeForPolicy = () => {
+    if (!isOpen()) return;
+    options.logger.warn({ requestId, bufferedBytes: webSocket.bufferedAmount, transport: "websocket" }, "websocket client is not reading its answers; closing it (1008)");
+    inbox.length = 0;
+    webSocket.pause();
+    webSocket.close(1008, "too much queued for this client: it does not read its answers");
+    cutTimer = setTimeout(() => webSocket.terminate(), POLICY_CLOSE_GRACE_MS);
+  };
+  /** After anything was queued for the client: past twice the bound it is closed, past the bound reading stops. */
+  const checkQueued = () => {
+    if (webSocket.bufferedAmount > 2 * options.maxBufferedBytes) closeForPolicy();
+    else if (backedUp()) webSocket.pause();
+  };
+
+  /** Queues a serialised message; resolves once it is written, or at once while little is queued. */
+  const write = (text: string): Promise<void> =>
     new Promise((resolve) => {
-      if (webSocket.readyState !== WebSocket.OPEN) {
+      if (!isOpen()) {
         resolve();
         return;
       }
-      webSocket.send(serverMessage(id, type, payload), () => resolve());
-      if (webSocket.bufferedAmount <= SEND_HIGH_WATER_BYTES) resolve();
+      webSocket.send(text, () => {
+        resolve();
+        if (!backedUp()) drainInbox();
+      });
+      if (webSocket.bufferedAmount <= streamHighWater) resolve();
+      checkQueued();
     });
+  const send = (id: string, type: ServerMessageType, payload: JsonObject): Promise<void> => write(serverMessage(id, type, payload));
   const sendError = (id: string, error: EmbedderError) => {
     logEmbedderError(options.logger, error, { requestId, transport: "websocket" });
     return send(id, "error", errorPayload(error));
@@ -169,8 +222,9 @@ function serveConnection(
     webSocket.ping();
   }, options.pingIntervalMs);
   webSocket.on("pong", () => (answeredPing = true));
+  // ws answers ping frames itself; those pongs are queued for the client too.
+  webSocket.on("ping", checkQueued);
 
-  const full = () => stream !== undefined && stream.session.accepting() && !stream.session.hasRoom();
   /** Stops reading the socket until the stream has room, then goes on with the inbox. */
   const waitForRoom = (session: StreamSession) => {
     webSocket.pause();
@@ -181,20 +235,31 @@ function serveConnection(
       drainInbox();
     });
   };
+  /** Answers what was read, in order, while the client takes its answers; reads again once nothing holds the socket. */
   const drainInbox = () => {
+    if (!isOpen()) return;
     while (inbox.length > 0 && !opening) {
-      if (inbox[0].type === "add_chunk" && full()) {
+      if (backedUp()) {
+        webSocket.pause();
+        return;
+      }
+      const next = inbox[0];
+      if ("message" in next && next.message.type === "add_chunk" && full()) {
         waitForRoom(stream!.session);
         return;
       }
-      const message = inbox.shift()!;
+      inbox.shift();
+      if ("error" in next) {
+        replyError(undefined, next.error);
+        continue;
+      }
       try {
-        handle(message);
+        handle(next.message, next.bytes);
       } catch (reason) {
-        replyError(message, EmbedderError.from(reason));
+        replyError(next.message, EmbedderError.from(reason));
       }
     }
-    if (!opening && !full()) webSocket.resume();
+    if (isOpen() && !opening && !full() && !backedUp()) webSocket.resume();
   };
   const replyError = (message: Envelope<ClientMessageType> | undefined, error: EmbedderError) => {
     const chunkId = message?.type === "add_chunk" ? message.payload.chunk_id : undefined;
@@ -245,7 +310,8 @@ function serveConnection(
     }
   };
 
-  const handle = (message: Envelope<ClientMessageType>) => {
+  /** Answers one message; `bytes` is its size as read, which its pong may not exceed. */
+  const handle = (message: Envelope<ClientMessageType>, bytes: number) => {
     switch (message.type) {
       case "handshake":
         void send(message.id, "handshake", {
@@ -257,9 +323,18 @@ function serveConnection(
           ping_interval_ms: options.pingIntervalMs,
         });
         return;
-      case "ping":
-        void send(message.id, "pong", message.payload);
+      case "ping": {
+        const pong = serverMessage(message.id, "pong", message.payload);
+        const pongBytes = Buffer.byteLength(pong);
+        if (pongBytes > bytes + ENVELOPE_SLACK_BYTES) {
+          void sendError(message.id, new EmbedderError("INVALID_ARGUMENT", `the ping's payload would be echoed in ${pongBytes} bytes, more than the ${bytes} it came in (numbers are written out in full): send it as a string`, {
+            details: { field: "payload", bytes, echo_bytes: pongBytes },
+          }));
+          return;
+        }
+        void write(pong);
         return;
+      }
       case "stream_embed":
         if (stream !== undefined) {
           void sendError(message.id, new EmbedderError("INVALID_ARGUMENT", "a stream is already open on this connection; end it first"));
@@ -289,18 +364,21 @@ function serveConnection(
   };
 
   webSocket.on("message", (data, isBinary) => {
+    if (!isOpen()) return;
     try {
       if (isBinary) throw new EmbedderError("INVALID_ARGUMENT", "messages are JSON text frames");
-      inbox.push(parseClientMessage(data.toString()));
+      const text = data.toString();
+      inbox.push({ message: parseClientMessage(text), bytes: Buffer.byteLength(text) });
     } catch (reason) {
-      replyError(undefined, EmbedderError.from(reason));
-      return;
+      inbox.push({ error: EmbedderError.from(reason) });
     }
     drainInbox();
   });
   webSocket.on("error", (error) => options.logger.debug({ err: error, requestId }, "websocket error"));
   webSocket.once("close", () => {
     clearInterval(keepalive);
+    clearTimeout(cutTimer);
+    inbox.length = 0;
     stream?.session.close();
     stream = undefined;
     onClose();

@@ -49,8 +49,9 @@ export function parseClientMessage(text: string): Envelope<ClientMessageType> {
   }
   const { id, type, timestamp, payload } = json;
   if (!CLIENT_MESSAGE_TYPES.includes(type as ClientMessageType)) {
-    throw new EmbedderError("INVALID_ARGUMENT", `unknown message type ${JSON.stringify(type ?? null)} (expected one of ${CLIENT_MESSAGE_TYPES.join(", ")})`, {
-      details: { type: String(type ?? "") },
+    const shown = preview(type);
+    throw new EmbedderError("INVALID_ARGUMENT", `unknown message type ${JSON.stringify(shown)} (expected one of ${CLIENT_MESSAGE_TYPES.join(", ")})`, {
+      details: { type: shown },
     });
   }
   if (payload !== undefined && (payload === null || typeof payload !== "object" || Array.isArray(payload))) {
@@ -62,6 +63,18 @@ export function parseClientMessage(text: string): Envelope<ClientMessageType> {
     timestamp: typeof timestamp === "string" ? timestamp : "",
     payload: payload ?? {},
   };
+}
+
+/** Longest part of a client's value an error message repeats, in UTF-16 units. */
+const PREVIEW_LENGTH = 64;
+
+/**
+ * A client's value as an error repeats it (a string as it is, anything else as
+ * JSON), cut to PREVIEW_LENGTH, so an answer is never larger than the message it answers.
+ */
+function preview(value: JsonValue | undefined): string {
+  const text = typeof value === "string" ? value : JSON.stringify(value ?? null);
+  return text.length > PREVIEW_LENGTH ? `${text.slice(0, PREVIEW_LENGTH)}...` : text;
 }
 
 /** Serialises a server message. */
