@@ -7,10 +7,11 @@ import type { Principal } from "../domain/types.js";
 import { countFailure } from "../observability/count-failure.js";
 import type { Metrics } from "../observability/metrics.js";
 import { accessOfRpc, principalKey } from "./access-policy.js";
+import { requestOriginOf, type OriginGuard } from "./check-request-origin.js";
 import type { NodeRequest, NodeResponse } from "./node-types.js";
 import type { RestHandler } from "./rest/create-rest-handler.js";
 import { matchPathTemplate, parsePathTemplate, type PathTemplate } from "./rest/path-template.js";
-import { readJsonBody } from "./rest/read-json-body.js";
+import { readJsonRequest } from "./rest/read-json-request.js";
 import { createRouteTable, findRoute, SEED_PATH_PREFIX } from "./rest/route-table.js";
 import { logEmbedderError } from "./to-connect-error.js";
 import { writeRestError } from "./rest/write-rest-error.js";
@@ -25,7 +26,7 @@ export interface HttpCall {
   variables: Record<string, string>;
   /** The admitted caller; undefined on open routes. */
   principal?: Principal;
-  /** Reads the body as JSON within the body limit (undefined when empty). */
+  /** Reads the body as JSON within the body limit (undefined when empty; UNSUPPORTED_MEDIA_TYPE unless it is `application/json`, see readJsonRequest). */
   readJson(): Promise<JsonValue | undefined>;
 }
 
@@ -50,6 +51,8 @@ export interface HttpHandlerOptions {
   /** The services the REST transcoder serves, to look up each route's access level and metrics label. */
   services: readonly DescService[];
   access: AccessControl;
+  /** Host and browser-origin check, run on every request before the access check. */
+  checkOrigin: OriginGuard;
   metrics: Metrics;
   logger: Logger;
   maxBodyBytes: number;
@@ -62,8 +65,9 @@ interface CompiledRoute {
 
 /**
  * Creates the handler of every request that is not an rpc: it finds the route
- * (hand-written routes first, then the REST transcoding), runs the access
- * check before any body is read (authentication, role, request rate; the
+ * (hand-written routes first, then the REST transcoding), runs the origin
+ * guard (Host, browser Origin) and the access check before any body is read
+ * (authentication, role, request rate; the
  * principal reaches the REST implementations as a context value), counts the
  * answer in `sutra_requests_total` by route template and status, and writes a
  * debug access-log line (request id, principal, route, status, duration).
@@ -108,6 +112,7 @@ export function createHttpHandler(options: HttpHandlerOptions): (request: NodeRe
       );
     });
     try {
+      options.checkOrigin(requestOriginOf(request));
       principal = await options.access.admit(request.headers, level);
     } catch (reason) {
       const error = EmbedderError.from(reason);
@@ -129,7 +134,7 @@ export function createHttpHandler(options: HttpHandlerOptions): (request: NodeRe
         url,
         variables: own.variables,
         principal,
-        readJson: () => readJsonBody(request, options.maxBodyBytes),
+        readJson: () => readJsonRequest(request, options.maxBodyBytes),
       });
     } catch (reason) {
       const error = EmbedderError.from(reason);

@@ -25,6 +25,7 @@ import {
   GetHealthResponseSchema,
   HealthStatus,
 } from "../../gen/sutra/embedder/v1/embedder_pb.js";
+import { createOriginInterceptor, requestHostName, type OriginGuard } from "./check-request-origin.js";
 import { createConnectHandler } from "./create-connect-handler.js";
 import { createEmbedderService } from "./create-embedder-service.js";
 import { createHealthService } from "./create-health-service.js";
@@ -38,6 +39,7 @@ import { createAccessInterceptor, createFailureInterceptor, createMetricsInterce
 import { createProviderRoutes, type ProviderAdmin } from "./provider-routes.js";
 import { createMetricsRoutes, createSeedRoutes } from "./seed-routes.js";
 import { createErrorInterceptor } from "./to-connect-error.js";
+import type { WatchLimits } from "./watch-limits.js";
 import { createPlaygroundRoutes } from "../playground/playground-routes.js";
 
 /** What the request listener needs; see ServerDeps for the meaning of each. */
@@ -48,8 +50,12 @@ export interface RequestListenerOptions {
   /** Ends long-lived health Watch streams when the server closes; unary calls are left to finish. */
   shutdownSignal: AbortSignal;
   healthPollMs: number;
+  /** Slots of open grpc.health.v1 Watch streams, in all and per connection. */
+  watchLimits: WatchLimits;
   /** Authentication, roles and request rate, checked on every transport before a body is read. */
   access: AccessControl;
+  /** Host and browser-origin check (createOriginGuard), run on every request before the access check. */
+  checkOrigin: OriginGuard;
   metrics: Metrics;
   /** Where StreamEmbeddings streams are opened. */
   streams: StreamSessions;
@@ -73,7 +79,10 @@ export const SERVED_SERVICES = [
  * request to the Connect router when the path is an rpc (gRPC, gRPC-Web,
  * Connect; EmbedderService, grpc.health.v1, reflection v1 and v1alpha), and to
  * the REST transcoder otherwise. Both call the same EmbedderService
- * implementation.
+ * implementation, and both run the origin guard (Host, browser Origin)
+ * before the access check: the rpcs in an interceptor, so a refusal takes
+ * the protocol's error form. A request whose Host names no valid host goes
+ * to the HTTP side, which refuses it (MISDIRECTED_REQUEST).
  */
 export function createRequestListener(options: RequestListenerOptions): NodeRequestListener {
   const embedderService = createEmbedderService({ embedder: options.embedder, limits: options.limits, streams: options.streams, jobs: options.jobs });
@@ -82,6 +91,7 @@ export function createRequestListener(options: RequestListenerOptions): NodeRequ
     services: [EmbedderService.typeName],
     pollMs: options.healthPollMs,
     shutdownSignal: options.shutdownSignal,
+    watchLimits: options.watchLimits,
   });
   const reflection = createReflectionServices(
     [
@@ -106,6 +116,7 @@ export function createRequestListener(options: RequestListenerOptions): NodeRequ
       createMetricsInterceptor(options.metrics),
       createErrorInterceptor(options.logger),
       createFailureInterceptor(options.metrics),
+      createOriginInterceptor(options.checkOrigin),
       createAccessInterceptor(options.access),
     ],
     logger: options.logger,
@@ -128,6 +139,7 @@ export function createRequestListener(options: RequestListenerOptions): NodeRequ
     rest,
     services: [EmbedderService],
     access: options.access,
+    checkOrigin: options.checkOrigin,
     metrics: options.metrics,
     logger: options.logger,
     maxBodyBytes: options.limits.maxBodyBytes,
@@ -135,7 +147,8 @@ export function createRequestListener(options: RequestListenerOptions): NodeRequ
   return (request, response) => {
     const requestId = resolveRequestId(request.headers[REQUEST_ID_HEADER]);
     response.setHeader(REQUEST_ID_HEADER, requestId);
-    if (!connect(request, response, requestId)) void http(request, response, requestId);
+    // connect-node cannot take a request without a valid authority (it throws); the HTTP side refuses it.
+    if (requestHostName(request) === undefined || !connect(request, response, requestId)) void http(request, response, requestId);
   };
 }
 

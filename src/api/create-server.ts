@@ -2,18 +2,23 @@ import http from "node:http";
 import http2 from "node:http2";
 import type { Http2Session } from "node:http2";
 import net from "node:net";
+import type tls from "node:tls";
 import type { Logger } from "pino";
 import { createAccessControl, type AccessControl } from "../admission/access-control.js";
 import { createRateLimiter } from "../admission/rate-limit.js";
 import { createAuthenticator } from "../auth/create-authenticator.js";
 import type { JobService } from "../domain/jobs.js";
 import type { Embedder } from "../domain/types.js";
-import { createMetrics, type Metrics } from "../observability/metrics.js";
+import { createMetrics, registerConnectionGauges, type Metrics } from "../observability/metrics.js";
 import { createStreamSessions, type StreamSessions } from "../streaming/create-stream-sessions.js";
+import { createOriginGuard, guardUpgrades } from "./check-request-origin.js";
 import { createRequestListener } from "./create-request-listener.js";
+import { createHttp1Drain } from "./drain-http1-connections.js";
 import type { ProviderAdmin } from "./provider-routes.js";
 import type { NodeRequestListener } from "./node-types.js";
 import { handOver } from "./hand-over-connection.js";
+import { createWatchLimits } from "./watch-limits.js";
+import { awaitClientSettings, createConnectionLimiter, HTTP1_HEAD_TIMEOUTS, OPENING_DEADLINE_MS } from "./limit-connections.js";
 import { createWebSocketHandler } from "./websocket/create-websocket-handler.js";
 
 /** What the transport layer needs from the rest of the service. */
@@ -45,7 +50,7 @@ export interface ServerDeps {
   jobs?: JobService;
   /** Bounds on what one connection or client may hold open (docs/SECURITY.md); defaults in DEFAULT_CONNECTION_LIMITS. */
   connectionLimits?: Partial<ConnectionLimits>;
-  /** Which Host names and browser origins are served (docs/SECURITY.md); default: loopback names, same origin only. */
+  /** Which Host names and browser origins are served (docs/SECURITY.md); default: loopback names (checked when auth is none), same origin only. */
   origins?: Partial<OriginPolicy>;
 }
 
@@ -85,9 +90,6 @@ export interface OriginPolicy {
   corsOrigins: readonly string[];
 }
 
-/** While closing, how often HTTP/1.1 connections that have turned idle are closed. */
-const IDLE_SWEEP_MS = 100;
-
 /**
  * Creates the server, not yet listening (main listens). One port serves
  * HTTP/1.1 and HTTP/2: in cleartext by looking at each connection's first
@@ -101,6 +103,11 @@ const IDLE_SWEEP_MS = 100;
  * upgrade offer is answered in HTTP/1.1 as before); with TLS the server takes
  * upgrades itself.
  *
+ * Both HTTP/2 servers send `maxStreamsPerConnection` as SETTINGS_MAX_CONCURRENT_STREAMS
+ * (nghttp2 refuses streams beyond it), and health Watch streams hold slots of
+ * createWatchLimits; `sutra_http2_sessions_open` and `sutra_watch_streams_open`
+ * show what clients hold.
+ *
  * The sniffing is ours rather than @httptoolkit/httpolyglot's: that package
  * hands HTTP/2 sockets over as JS streams, which measured about 17 times slower
  * for HTTP/2 requests on Node 20, while Node's HTTP/2 server takes the native
@@ -108,9 +115,11 @@ const IDLE_SWEEP_MS = 100;
  *
  * `close()` also starts a graceful drain: HTTP/2 sessions get GOAWAY (streams
  * in flight finish), health Watch streams end, open embedding streams stop
- * reading, answer what they hold and end with SHUTTING_DOWN, idle HTTP/1.1 connections close
- * and later HTTP/1.1 answers carry `connection: close`; its callback runs once
- * every connection has ended.
+ * reading, answer what they hold and end with SHUTTING_DOWN (the status
+ * reaches the client before the stream is reset, see endAnsweredStream),
+ * HTTP/1.1 answers not yet started carry `connection: close`, and HTTP/1.1
+ * connections with nothing in progress are ended with a FIN once quiet
+ * (createHttp1Drain); its callback runs once every connection has ended.
  *
  * An HTTP/2 request we answered before its body ended (an early error such as
  * PAYLOAD_TOO_LARGE) keeps being read and dropped, so the client gets the
@@ -127,6 +136,19 @@ export function createServer(deps: ServerDeps): net.Server {
     authenticator: createAuthenticator({ mode: "none" }),
     rateLimiter: createRateLimiter({ requestsPerMinute: 0, tokensPerMinute: 0, burst: 0 }),
   });
+  const checkOrigin = createOriginGuard({
+    checkHost: deps.origins?.checkHost ?? access.authenticator.mode === "none",
+    allowedHosts: deps.origins?.allowedHosts ?? [],
+    corsOrigins: deps.origins?.corsOrigins ?? [],
+  });
+  const metrics = deps.metrics ?? createMetrics();
+  const watchLimits = createWatchLimits({
+    maxWatchStreams: deps.connectionLimits?.maxWatchStreams ?? DEFAULT_CONNECTION_LIMITS.maxWatchStreams,
+    maxWatchStreamsPerConnection: deps.connectionLimits?.maxWatchStreamsPerConnection ?? DEFAULT_CONNECTION_LIMITS.maxWatchStreamsPerConnection,
+  });
+  registerConnectionGauges(metrics, { http2Sessions: () => sessions.size, watchStreams: watchLimits.open });
+  // Sent in every HTTP/2 server's SETTINGS: nghttp2 refuses a client's streams beyond it (REFUSED_STREAM).
+  const http2Settings = { maxConcurrentStreams: deps.connectionLimits?.maxStreamsPerConnection ?? DEFAULT_CONNECTION_LIMITS.maxStreamsPerConnection };
   const listener = createRequestListener({
     embedder: deps.embedder,
     streams,
@@ -134,25 +156,31 @@ export function createServer(deps: ServerDeps): net.Server {
     limits: deps.limits,
     shutdownSignal: shutdown.signal,
     healthPollMs: deps.healthPollMs ?? 1000,
+    watchLimits,
     access,
-    metrics: deps.metrics ?? createMetrics(),
+    checkOrigin,
+    metrics,
     providers: deps.providers,
     jobs: deps.jobs,
   });
   const answeredEarly = new Set<http2.ServerHttp2Stream>();
+  const http1 = createHttp1Drain();
   const serve: NodeRequestListener = (request, response) => {
-    if (closing && request.httpVersionMajor === 1) response.setHeader("connection", "close");
     if ("stream" in request) {
       // Runs after the compatibility layer queued the trailers: the answer is complete.
       request.stream.once("wantTrailers", () => {
         if (!request.complete) endAnsweredStream(request.stream);
       });
+    } else {
+      http1.request(request, response as http.ServerResponse);
     }
     listener(request, response);
   };
   const endAnsweredStream = (stream: http2.ServerHttp2Stream): void => {
     if (closing) {
-      stream.close(http2.constants.NGHTTP2_NO_ERROR);
+      // Not at once: a reset submitted now makes nghttp2 drop the trailers just queued (the status of a
+      // gRPC call); by the next turn of the event loop they have been written out ahead of it.
+      setImmediate(() => stream.close(http2.constants.NGHTTP2_NO_ERROR));
       return;
     }
     answeredEarly.add(stream);
@@ -164,31 +192,43 @@ export function createServer(deps: ServerDeps): net.Server {
     logger: deps.logger,
     maxMessageBytes: deps.limits.maxBodyBytes,
     pingIntervalMs: deps.webSocketPingMs ?? 30_000,
+    maxBufferedBytes: deps.connectionLimits?.webSocketMaxBufferedBytes ?? DEFAULT_CONNECTION_LIMITS.webSocketMaxBufferedBytes,
   });
   const trackSession = (session: Http2Session): void => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
   };
+  const connections = createConnectionLimiter({
+    maxPerAddress: deps.connectionLimits?.maxConnectionsPerAddress ?? DEFAULT_CONNECTION_LIMITS.maxConnectionsPerAddress,
+    onRefused: () => metrics.connectionsRefusedTotal.inc({ reason: "per_address" }),
+  });
 
   let server: net.Server;
-  let closeIdleConnections: () => void;
   if (deps.tls !== undefined) {
     const secure = http2.createSecureServer(
-      { cert: deps.tls.cert, key: deps.tls.key, allowHTTP1: true, ALPNProtocols: ["h2", "http/1.1"] },
+      { cert: deps.tls.cert, key: deps.tls.key, allowHTTP1: true, ALPNProtocols: ["h2", "http/1.1"], handshakeTimeout: OPENING_DEADLINE_MS, settings: http2Settings },
       serve,
     );
+    // An allowHTTP1 secure server reads these http.Server options from its own properties when it starts listening.
+    Object.assign(secure, HTTP1_HEAD_TIMEOUTS);
+    // Runs after Node wrapped the socket in TLS: destroying it ends that too, before any byte is read.
+    secure.on("connection", (socket: net.Socket) => connections.admit(socket));
+    secure.on("session", awaitClientSettings);
     secure.on("session", trackSession);
-    secure.on("upgrade", webSocket.upgrade);
-    // Node gives an allowHTTP1 secure server this http.Server method; its types do not say so.
-    const withHttp1 = secure as typeof secure & Partial<Pick<http.Server, "closeIdleConnections">>;
-    closeIdleConnections = () => withHttp1.closeIdleConnections?.();
+    secure.on("upgrade", guardUpgrades(checkOrigin, webSocket.upgrade, deps.logger));
+    secure.on("secureConnection", (socket: tls.TLSSocket) => {
+      if (socket.alpnProtocol !== "h2") http1.track(socket);
+    });
+    secure.on("upgrade", (request: http.IncomingMessage) => http1.release(request.socket));
     server = secure;
   } else {
-    const cleartext2 = http2.createServer(serve);
+    const cleartext2 = http2.createServer({ settings: http2Settings }, serve);
     cleartext2.on("session", trackSession);
-    const cleartext1 = http.createServer(serve);
-    const upgrading1 = http.createServer(serve).on("upgrade", webSocket.upgrade);
-    server = net.createServer((socket) => handOver(socket, { http1: cleartext1, upgrading1, cleartext2 }));
+    const cleartext1 = http.createServer(HTTP1_HEAD_TIMEOUTS, serve);
+    const upgrading1 = http.createServer(HTTP1_HEAD_TIMEOUTS, serve).on("upgrade", guardUpgrades(checkOrigin, webSocket.upgrade, deps.logger));
+    server = net.createServer((socket) => {
+      if (connections.admit(socket)) handOver(socket, { http1: cleartext1, upgrading1, cleartext2 });
+    });
     // Node starts an HTTP/1.1 server's connection tracking (header and request timeouts,
     // closing idle connections) on its own "listening"; these never listen themselves.
     server.on("listening", () => {
@@ -199,10 +239,9 @@ export function createServer(deps: ServerDeps): net.Server {
       cleartext1.close(() => undefined);
       upgrading1.close(() => undefined);
     });
-    closeIdleConnections = () => {
-      cleartext1.closeIdleConnections();
-      upgrading1.closeIdleConnections();
-    };
+    server.on("connection", http1.track);
+    cleartext2.on("connection", http1.release);
+    upgrading1.on("upgrade", (request: http.IncomingMessage) => http1.release(request.socket));
   }
 
   const close = server.close.bind(server);
@@ -217,10 +256,7 @@ export function createServer(deps: ServerDeps): net.Server {
     webSocket.close();
     for (const stream of answeredEarly) stream.close(http2.constants.NGHTTP2_NO_ERROR);
     for (const session of sessions) session.close();
-    closeIdleConnections();
-    // HTTP/1.1 connections busy now turn idle later (keep-alive was promised before closing).
-    const sweep = setInterval(closeIdleConnections, IDLE_SWEEP_MS).unref();
-    server.once("close", () => clearInterval(sweep));
+    http1.drain();
     close(callback);
     return server;
   };

@@ -1,11 +1,11 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Interceptor } from "@connectrpc/connect";
 import type { AccessControl } from "../admission/access-control.js";
-import { EmbedderError } from "../domain/errors.js";
 import { countFailure } from "../observability/count-failure.js";
 import type { Metrics } from "../observability/metrics.js";
 import { accessOfRpc, principalKey } from "./access-policy.js";
 import { interceptFailures } from "./intercept-failures.js";
+import { embedderErrorFor } from "./to-connect-error.js";
 
 /**
  * Server interceptor that runs the access check (authentication, role, request
@@ -24,15 +24,13 @@ export function createAccessInterceptor(access: AccessControl): Interceptor {
 
 /**
  * Server interceptor that counts failed rpcs in `sutra_failures_total` by
- * reason; it sits inside the error interceptor, where failures are still
+ * reason, as embedderErrorFor names it (a failure after the client left is
+ * CANCELLED); it sits inside the error interceptor, where failures are still
  * domain errors (errors that are already ConnectErrors are not counted).
  */
 export function createFailureInterceptor(metrics: Metrics): Interceptor {
-  const count = (reason: unknown): void => {
-    if (!(reason instanceof ConnectError)) countFailure(metrics, EmbedderError.from(reason));
-  };
-  return interceptFailures((reason) => {
-    count(reason);
+  return interceptFailures((reason, request) => {
+    if (!(reason instanceof ConnectError)) countFailure(metrics, embedderErrorFor(reason, request.signal));
     return reason;
   });
 }

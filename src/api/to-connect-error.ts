@@ -40,19 +40,19 @@ function detailsAsMetadata(details: ErrorDetails): Record<string, string> {
 /**
  * Server interceptor that makes every RPC failure speak the error model: a
  * ConnectError raised on purpose passes through, anything else is wrapped with
- * EmbedderError.from and converted by toConnectError, also for errors raised
+ * embedderErrorFor (a failure after the client left is CANCELLED) and
+ * converted by toConnectError, also for errors raised
  * while a response stream is iterated. Failures that are the server's fault
  * (HTTP 5xx in the table, except 501) are logged with their cause; the rest at
  * debug level, since they are the client's business.
  */
 export function createErrorInterceptor(logger: Logger): Interceptor {
-  const convert = (reason: unknown, procedure: string): ConnectError => {
+  return interceptFailures((reason, request) => {
     if (reason instanceof ConnectError) return reason;
-    const error = EmbedderError.from(reason);
-    logEmbedderError(logger, error, { procedure });
+    const error = embedderErrorFor(reason, request.signal);
+    logEmbedderError(logger, error, { procedure: `${request.service.typeName}/${request.method.name}` });
     return toConnectError(error);
-  };
-  return interceptFailures((reason, request) => convert(reason, `${request.service.typeName}/${request.method.name}`));
+  });
 }
 
 /**
@@ -70,14 +70,21 @@ export function logEmbedderError(logger: Logger, error: EmbedderError, bindings:
 }
 
 /**
- * The domain error behind a failed call: DEADLINE_EXCEEDED when the call's
- * deadline fired (connect aborts the handler signal with a DeadlineExceeded
- * ConnectError, and the pipeline then rejects as cancelled), otherwise
- * EmbedderError.from of what was thrown.
+ * The domain error behind a failed call, given the call's signal:
+ * DEADLINE_EXCEEDED when the call's deadline fired (connect aborts the signal
+ * with a DeadlineExceeded ConnectError, and the pipeline then rejects as
+ * cancelled); CANCELLED when the signal aborted otherwise and what was thrown
+ * is no domain error: the client reset the stream or dropped the connection,
+ * and reading its request or writing its answer then failed with whatever
+ * Node says (ERR_STREAM_PREMATURE_CLOSE, ...), which is no server fault.
+ * Otherwise EmbedderError.from of what was thrown.
  */
 export function embedderErrorFor(reason: unknown, signal: AbortSignal): EmbedderError {
   if (signal.aborted && signal.reason instanceof ConnectError && signal.reason.code === Code.DeadlineExceeded) {
     return new EmbedderError("DEADLINE_EXCEEDED", "the request deadline was exceeded", { cause: reason });
+  }
+  if (signal.aborted && !(reason instanceof EmbedderError)) {
+    return new EmbedderError("CANCELLED", "the request was cancelled", { cause: reason });
   }
   return EmbedderError.from(reason);
 }

@@ -4,9 +4,8 @@ import { buildService } from "./build-service.js";
 import { registerCommands } from "./commands/register-commands.js";
 import { addServeOptions, readServeConfig } from "./serve-options.js";
 
+/** The most a drain may take: past it the process exits 1, whatever is still open. */
 const DRAIN_TIMEOUT_MS = 10_000;
-/** After the last request finished, how long open keep-alive connections get to flush and close. */
-const CONNECTION_GRACE_MS = 500;
 
 const program = new Command("sutra").description("Sutra Embedder: text embeddings over gRPC, Connect, gRPC-Web and REST");
 
@@ -34,12 +33,13 @@ addServeOptions(program.command("serve").description("start the embedding server
       logger.error({ timeoutMs: DRAIN_TIMEOUT_MS }, "drain timed out; exiting");
       process.exit(1);
     }, DRAIN_TIMEOUT_MS).unref();
-    service.embedder.beginShutdown();
+    // The server closes first, so open streams hand the chunks they hold to the pipeline before it refuses work.
     const closed = new Promise<void>((resolve) => service.server.close(() => resolve()));
+    service.embedder.beginShutdown();
     await ready.catch(() => undefined);
     await service.close();
-    (service.server as { closeIdleConnections?: () => void }).closeIdleConnections?.();
-    await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, CONNECTION_GRACE_MS))]);
+    // Exiting with a connection open would cut what it has not flushed: an answer, a stream's status.
+    await closed;
     logger.info("stopped");
     process.exit(0);
   };

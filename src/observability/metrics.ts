@@ -38,6 +38,8 @@ export interface Metrics {
   fallbacksTotal: Counter<"from_provider" | "to_provider">;
   /** Duration of upstream calls by provider and outcome (ok, error). */
   upstreamSeconds: Histogram<"provider" | "outcome">;
+  /** Connections closed as soon as accepted, by reason (`per_address`: the client address held `SUTRA_MAX_CONNECTIONS_PER_ADDRESS`). */
+  connectionsRefusedTotal: Counter<"reason">;
 }
 
 /** Creates the metrics of one service instance, with Node's default process metrics. */
@@ -134,6 +136,12 @@ export function createMetrics(): Metrics {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers,
     }),
+    connectionsRefusedTotal: new Counter({
+      name: "sutra_connections_refused_total",
+      help: "Connections closed as soon as accepted, by reason (per_address)",
+      labelNames: ["reason"],
+      registers,
+    }),
   };
 }
 
@@ -201,4 +209,37 @@ export function registerStreamGauges(metrics: Metrics, source: StreamGaugeSource
     stats.streams.reduce((sum, stream) => sum + stream.pendingChunks, 0));
   streamGauge("sutra_streams_full", "Open streams at their bound, whose clients are not read until they take answers", (stats) =>
     stats.streams.filter((stream) => stream.full).length);
+}
+
+/** What the connection gauges read from the server at scrape time. */
+export interface ConnectionGaugeSource {
+  /** HTTP/2 sessions (connections) open now. */
+  http2Sessions(): number;
+  /** grpc.health.v1 Watch streams open now. */
+  watchStreams(): number;
+}
+
+/**
+ * Registers gauges of what clients hold open on the server, read at scrape
+ * time: HTTP/2 sessions and health Watch streams. Both return to 0 once
+ * clients leave; a value that stays up shows something is still held.
+ */
+export function registerConnectionGauges(metrics: Metrics, source: ConnectionGaugeSource): void {
+  const registers = [metrics.registry];
+  new Gauge({
+    name: "sutra_http2_sessions_open",
+    help: "Open HTTP/2 sessions (connections)",
+    registers,
+    collect() {
+      this.set(source.http2Sessions());
+    },
+  });
+  new Gauge({
+    name: "sutra_watch_streams_open",
+    help: "Open grpc.health.v1 Watch streams",
+    registers,
+    collect() {
+      this.set(source.watchStreams());
+    },
+  });
 }

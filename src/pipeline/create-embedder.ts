@@ -264,7 +264,8 @@ export function createEmbedder(deps: EmbedderDeps): EmbedderService {
     let promptTokens = 0;
     encodings.forEach((encoding, index) => {
       if (request.truncate === "none" && encoding.fullLength > manifest.maxTokens) {
-        const error = new EmbedderError("INPUT_TOO_LONG", `input ${index} has ${encoding.fullLength} tokens; the model's limit is ${manifest.maxTokens}`, {
+        // Tokenizers stop reading once a text is certain to be too long: fullLength is then a lower bound.
+        const error = new EmbedderError("INPUT_TOO_LONG", `input ${index} has more than ${manifest.maxTokens} tokens, the model's limit (${encoding.fullLength} counted)`, {
           details: { index, tokens: encoding.fullLength, limit: manifest.maxTokens },
         });
         if (onItem === undefined) throw error;

@@ -1,61 +1,9 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import net from "node:net";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterEach, describe, expect, it } from "vitest";
 import { EmbedderService } from "../../gen/sutra/embedder/v1/embedder_pb.js";
-
-interface LogLine {
-  msg: string;
-  time: number;
-  address?: { port: number };
-  [key: string]: unknown;
-}
-
-/** `sutra serve` in a child process (as an operator starts it), with its JSON log lines. */
-function startServer(): { child: ChildProcess; lines: LogLine[]; waitFor(message: string, timeoutMs?: number): Promise<LogLine>; exited: Promise<{ at: number }> } {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve", "--port", "0", "--log-level", "info"], {
-    cwd: process.cwd(),
-    stdio: ["ignore", "pipe", "pipe"],
-    // Its own process group, signalled as a whole, as a terminal, systemd or a container runtime
-    // with an init process does.
-    detached: true,
-    env: { ...process.env, SUTRA_MODELS_DIR: "/nonexistent-models-dir" },
-  });
-  const lines: LogLine[] = [];
-  const waiters: Array<() => void> = [];
-  let buffered = "";
-  child.stdout!.on("data", (chunk: Buffer) => {
-    buffered += chunk.toString("utf8");
-    const parts = buffered.split("\n");
-    buffered = parts.pop() ?? "";
-    for (const part of parts) {
-      if (part.trim() === "") continue;
-      try {
-        lines.push(JSON.parse(part) as LogLine);
-      } catch {
-        continue;
-      }
-      for (const waiter of waiters.splice(0)) waiter();
-    }
-  });
-  child.stderr!.on("data", (chunk: Buffer) => process.stderr.write(`[server stderr] ${chunk}`));
-  // npx exits on the signal itself; the server is gone when the last holder of its stdout (node) has exited.
-  const exited = new Promise<{ at: number }>((resolve) => child.stdout!.once("close", () => resolve({ at: performance.now() })));
-  const waitFor = async (message: string, timeoutMs = 60_000): Promise<LogLine> => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const found = lines.find((line) => line.msg === message);
-      if (found !== undefined) return found;
-      if (Date.now() > deadline) throw new Error(`no "${message}" log line within ${timeoutMs} ms; saw ${lines.map((line) => `${line.msg}@${line.time % 100000}`).join(", ")} (now ${Date.now() % 100000})`);
-      await new Promise<void>((resolve) => {
-        waiters.push(resolve);
-        setTimeout(resolve, 100);
-      });
-    }
-  };
-  return { child, lines, waitFor, exited };
-}
+import { signalGroup, startServeProcess, type ServeProcess } from "../support/serve-process.js";
 
 /** An HTTP/1.1 request whose headers and half of its body are sent now, the rest on `finish()`. */
 function slowRequest(port: number, body: string): Promise<{ finish(): void; answer: Promise<string> }> {
@@ -76,16 +24,7 @@ function slowRequest(port: number, body: string): Promise<{ finish(): void; answ
   });
 }
 
-let server: ReturnType<typeof startServer> | undefined;
-/** Sends a signal to the server's whole process group. */
-function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-child.pid!, signal);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
-  }
-}
-
+let server: ServeProcess | undefined;
 afterEach(() => {
   if (server !== undefined) signalGroup(server.child, "SIGKILL");
   server = undefined;
@@ -93,7 +32,7 @@ afterEach(() => {
 
 describe("graceful shutdown on SIGTERM (sutra serve in a child process)", () => {
   it("finishes accepted requests, refuses new ones with SHUTTING_DOWN / UNAVAILABLE, and exits 0 within 10 s", async () => {
-    server = startServer();
+    server = startServeProcess();
     const listening = await server.waitFor("listening");
     const port = listening.address!.port;
     const baseUrl = `http://127.0.0.1:${port}`;
@@ -155,6 +94,7 @@ describe("graceful shutdown on SIGTERM (sutra serve in a child process)", () => 
     // main exits 0 right after "stopped", or 1 after "drain timed out".
     const drainMs = exit.at - signalledAt;
     expect(drainMs).toBeLessThan(10_000);
+    expect(exit.code).toBe(0);
     expect(server.lines.some((line) => line.msg === "stopped")).toBe(true);
     expect(server.lines.some((line) => line.msg === "drain timed out; exiting")).toBe(false);
     console.log(`drain: SIGTERM to exit ${Math.round(drainMs)} ms; ${drained.length} in-flight requests finished during the drain; ${outcomes.length} requests in all`);

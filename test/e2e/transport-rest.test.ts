@@ -281,6 +281,7 @@ describe("REST bad input", () => {
     const abort = new AbortController();
     const call = fetch(`${server.baseUrl}/v1/embeddings`, {
       method: "POST",
+      headers: { "content-type": "application/json" },
       body: JSON.stringify({ texts: ["a"], model: "slow" }),
       signal: abort.signal,
     });

@@ -48,8 +48,9 @@ export async function startRealService(overrides: Partial<ServeConfig> = {}, log
     baseUrl: `http://127.0.0.1:${port}`,
     port,
     async stop() {
-      service.embedder.beginShutdown();
+      // As `sutra serve` does on SIGTERM: the server starts draining first, so chunks streams hold are embedded, not refused.
       const closed = new Promise<void>((resolve) => service.server.close(() => resolve()));
+      service.embedder.beginShutdown();
       const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error("service did not stop within 10 s")), 10_000).unref());
       await Promise.race([Promise.all([closed, service.close()]), timeout]);
     },

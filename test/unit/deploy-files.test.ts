@@ -97,6 +97,28 @@ describe("docker-compose.yml", () => {
     expect(/upstream sutra_jobs_grpc \{\s*server sutra-1:8080;/.test(nginx)).toBe(true);
     expect(nginx).toContain("(CreateJob|GetJob|ListJobs|CancelJob|GetJobResults)");
   });
+
+  it("lets every replica answer with auth none for the names nginx and other containers use (SUTRA_ALLOWED_HOSTS)", () => {
+    for (const name of ["sutra-1", "sutra-2"]) {
+      const setting = compose.services[name].environment?.SUTRA_ALLOWED_HOSTS ?? "";
+      const defaults = /^\$\{SUTRA_ALLOWED_HOSTS:-(.*)\}$/.exec(setting)?.[1];
+      expect(defaults, `${name}: ${setting}`).toBeDefined();
+      expect(defaults!.split(",").sort(), name).toEqual(Object.keys(compose.services).sort());
+    }
+  });
+});
+
+describe("deploy/nginx/nginx.conf", () => {
+  const nginx = read("deploy/nginx/nginx.conf");
+  const locations = nginx.split(/\n\s*location /).slice(1);
+
+  it("forwards the client's Host, port included, from every location (so the replicas' Host and Origin checks see it)", () => {
+    expect(locations.length).toBeGreaterThanOrEqual(4);
+    for (const location of locations) {
+      const grpc = location.includes("grpc_pass");
+      expect(location, location.split("\n", 1)[0]).toContain(grpc ? "grpc_set_header Host $http_host;" : "proxy_set_header Host $http_host;");
+    }
+  });
 });
 
 const hasNginx = existsSync("/usr/sbin/nginx");
@@ -163,5 +185,24 @@ describe("Kubernetes manifests (deploy/k8s)", () => {
       .map((path: { path: string }) => path.path);
     for (const rpc of ["CreateJob", "GetJob", "ListJobs", "CancelJob", "GetJobResults"]) expect(routed).toContain(`/sutra.embedder.v1.EmbedderService/${rpc}`);
     expect(routed).toContain("/v1/jobs");
+  });
+
+  it("sets SUTRA_ALLOWED_HOSTS on every workload: its Services, the Ingress hosts and the pod IP (probes, Prometheus)", () => {
+    const ingressHosts = manifests.filter((manifest) => manifest.kind === "Ingress").flatMap((ingress) => ingress.spec.rules.map((rule: { host: string }) => rule.host));
+    const workloads = [
+      { workload: find("Deployment", "sutra-embedder"), services: ["sutra-embedder", "sutra-embedder-grpc"] },
+      { workload: find("StatefulSet", "sutra-jobs"), services: ["sutra-jobs"] },
+    ];
+    for (const { workload, services } of workloads) {
+      const env: Array<{ name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }> = workload.spec.template.spec.containers[0].env;
+      const names = env.map((variable) => variable.name);
+      const allowed = env.find((variable) => variable.name === "SUTRA_ALLOWED_HOSTS")?.value?.split(",") ?? [];
+      expect(allowed, workload.metadata.name).toEqual(expect.arrayContaining([...services, ...new Set(ingressHosts), "$(POD_IP)"]));
+      for (const service of services) expect(find("Service", service).spec.selector).toEqual(workload.spec.template.metadata.labels);
+      // $(POD_IP) expands only when POD_IP comes earlier in the list.
+      expect(names.indexOf("POD_IP")).toBeGreaterThanOrEqual(0);
+      expect(names.indexOf("POD_IP")).toBeLessThan(names.indexOf("SUTRA_ALLOWED_HOSTS"));
+      expect(env.find((variable) => variable.name === "POD_IP")?.valueFrom?.fieldRef?.fieldPath).toBe("status.podIP");
+    }
   });
 });

@@ -8,7 +8,7 @@ import { sendJson } from "../node-types.js";
 import type { NodeRequest, NodeResponse } from "../node-types.js";
 import { requestIdKey } from "../request-context.js";
 import { logEmbedderError } from "../to-connect-error.js";
-import { readJsonBody } from "./read-json-body.js";
+import { readJsonRequest } from "./read-json-request.js";
 import { messageToRestJson, restRequestToMessage } from "./rest-json.js";
 import { createRouteTable, findRoute } from "./route-table.js";
 import type { RouteMatch } from "./route-table.js";
@@ -59,7 +59,8 @@ export type RestHandler = (request: NodeRequest, response: NodeResponse, request
 /**
  * Creates the REST transcoder: routes come from the services' `google.api.http`
  * annotations (createRouteTable), a request becomes the rpc's request message
- * (path variables, body, query; both JSON spellings), the same implementation
+ * (path variables, body, query; both JSON spellings; a body only as
+ * `application/json`, see readJsonRequest), the same implementation
  * the Connect router runs is called with a handler context of protocol "rest",
  * and the answer is rendered in the REST JSON mapping with the headers the
  * implementation set (timing headers). A server-streaming rpc answers as
@@ -88,7 +89,7 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
           details: { rpc: `${match.route.method.parent.typeName}/${match.route.method.name}` },
         });
       }
-      const body = match.route.body === "" ? undefined : await readJsonBody(request, options.maxBodyBytes);
+      const body = match.route.body === "" ? undefined : await readJsonRequest(request, options.maxBodyBytes);
       values.set(requestIdKey, requestId);
       const dialect = options.dialects?.find((candidate) => candidate.method === match.route.method && candidate.accepts(body));
       if (dialect !== undefined) await dialect.serve({ request, response, requestId, body, values });
