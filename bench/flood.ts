@@ -9,7 +9,7 @@
  * waits, forces a garbage collection in the server and compares its heap with
  * the reading taken before the flood.
  */
-import http from "node:http";
+import { fork } from "node:child_process";
 import http2 from "node:http2";
 import { performance } from "node:perf_hooks";
 import { setTimeout as delay } from "node:timers/promises";
@@ -36,6 +36,8 @@ export interface FloodOptions {
   pingBytes: number;
   /** Wait after the attackers leave, before the forced collection. */
   settleMs: number;
+  /** When set, the service writes a CPU profile per thread here (`--cpu-prof`). */
+  cpuProfileDir?: string;
   progress(message: string): void;
 }
 
@@ -107,17 +109,29 @@ async function floodConnection(url: string, count: number, leave: AbortSignal, t
   return session;
 }
 
-/** One fresh-connection `GET /v1/health`; resolves to its latency, or rejects. */
-function probeHealth(url: string): Promise<number> {
-  const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const request = http.get(`${url}/v1/health`, { agent: false, timeout: 10_000 }, (response) => {
-      response.resume();
-      response.on("end", () => (response.statusCode === 200 ? resolve(performance.now() - started) : reject(new Error(`HTTP ${response.statusCode}`))));
-    });
-    request.on("timeout", () => request.destroy(new Error("timed out")));
-    request.on("error", reject);
+/** What the bystander process reports. */
+interface BystanderReport {
+  latencies: number[];
+  failed: number;
+  slow: string[];
+}
+
+/** Starts bench/health-prober.ts in a process of its own, probing `url` every PROBE_INTERVAL_MS. */
+function startBystander(url: string): { stop(): Promise<BystanderReport> } {
+  const child = fork(new URL("./health-prober.ts", import.meta.url), ["--url", url, "--interval-ms", String(PROBE_INTERVAL_MS)], {
+    execArgv: ["--import", "tsx"],
+    stdio: ["ignore", "ignore", "inherit", "ipc"],
   });
+  const report = new Promise<BystanderReport>((resolve, reject) => {
+    child.once("message", (message) => resolve(message as BystanderReport));
+    child.once("exit", (code) => reject(new Error(`the health prober exited (code ${code}) without a report`)));
+  });
+  return {
+    stop() {
+      child.send("stop");
+      return report;
+    },
+  };
 }
 
 /** An authenticated WebSocket client that stops reading, then sends `count` large pings. */
@@ -149,26 +163,24 @@ async function floodWebSocket(url: string, count: number, pingBytes: number): Pr
 /** Runs the flood against a fresh service child process and measures it. */
 export async function runFlood(options: FloodOptions): Promise<FloodResult> {
   const { progress, ...plan } = options;
-  const server = await startServerProcess(new URL("./service-server.ts", import.meta.url), { args: ["--api-key", BENCH_KEY], exposeGc: true });
+  const server = await startServerProcess(new URL("./service-server.ts", import.meta.url), { args: ["--api-key", BENCH_KEY], exposeGc: true, cpuProfileDir: plan.cpuProfileDir });
   const url = server.urls.http2;
   try {
     // A first health call and a moment of quiet, so the reading before includes a started service.
-    await probeHealth(url);
+    const first = await fetch(`${url}/v1/health`);
+    if (!first.ok) throw new Error(`the service answered health with ${first.status}`);
     await delay(1000);
     const before = await server.memory(true);
     progress(`flood: heap before ${(before.heapUsedBytes / 2 ** 20).toFixed(1)} MiB, RSS ${(before.rssBytes / 2 ** 20).toFixed(0)} MiB`);
 
-    const latencies: number[] = [];
-    let failed = 0;
     let peak = await server.memory(false);
     const flooding = new AbortController();
-    const bystander = (async () => {
+    const bystander = startBystander(url);
+    const sampler = (async () => {
       while (!flooding.signal.aborted) {
-        const probe = probeHealth(url).then((ms) => latencies.push(ms), () => failed++);
-        const sample = server.memory(false).then((memory) => {
-          if (memory.rssBytes > peak.rssBytes) peak = memory;
-        });
-        await Promise.all([probe, sample, delay(PROBE_INTERVAL_MS)]);
+        const memory = await server.memory(false);
+        if (memory.rssBytes > peak.rssBytes) peak = memory;
+        await delay(500);
       }
     })();
 
@@ -186,7 +198,8 @@ export async function runFlood(options: FloodOptions): Promise<FloodResult> {
     // The attackers hold what they have for a moment, then leave.
     await delay(2000);
     flooding.abort();
-    await bystander;
+    const [probes] = await Promise.all([bystander.stop(), sampler]);
+    if (probes.slow.length > 0) progress(`flood: health calls over 250 ms (time into the flood: latency): ${probes.slow.join(", ")}`);
     leave.abort();
     for (const session of sessions) session.destroy();
     webSocket.socket.terminate();
@@ -200,7 +213,12 @@ export async function runFlood(options: FloodOptions): Promise<FloodResult> {
       after,
       streams,
       webSocket: webSocket.result,
-      health: { probes: latencies.length + failed, failed, p50Ms: percentile(latencies, 0.5), maxMs: latencies.length ? Math.max(...latencies) : Number.NaN },
+      health: {
+        probes: probes.latencies.length + probes.failed,
+        failed: probes.failed,
+        p50Ms: percentile(probes.latencies, 0.5),
+        maxMs: probes.latencies.length ? Math.max(...probes.latencies) : Number.NaN,
+      },
     };
   } finally {
     await server.stop();

@@ -259,6 +259,7 @@ if (phases.has("flood")) {
     webSocketPings: numberOption("flood-pings", 400, 100),
     pingBytes: numberOption("flood-ping-bytes", 256 * 1024, 256 * 1024),
     settleMs: 10_000,
+    cpuProfileDir: values["cpu-prof"],
     progress,
   });
   results.flood = flood;
@@ -268,7 +269,7 @@ if (phases.has("soak")) {
   const minutes = numberOption("soak-minutes", 10, 1);
   const soak = await runSoak({
     durationMs: minutes * 60_000,
-    warmupMs: Math.min(60_000, minutes * 6_000),
+    warmupMs: Math.min(120_000, minutes * 12_000),
     sliceMs: quick ? 5_000 : 20_000,
     clients: numberOption("soak-clients", 64, 64),
     progress,

@@ -16,6 +16,7 @@ import { connectionKey, connectionOf } from "./connection-context.js";
 import { ERROR_TABLE } from "./error-table.js";
 import { limitBody, parseContentLength } from "./limit-body.js";
 import type { NodeRequest, NodeResponse } from "./node-types.js";
+import { admittedKey, type EarlyAdmitted } from "./refuse-grpc-early.js";
 import { requestIdKey } from "./request-context.js";
 import { toConnectError } from "./to-connect-error.js";
 import { checkWellFormedJson, createWellFormedTextInterceptor, decodeProtobufStringsMarked, decodeUtf8Marked } from "./well-formed-text.js";
@@ -32,9 +33,10 @@ export interface ConnectHandlerOptions {
 
 /**
  * Serves one request when its path is an rpc of the router (returns true) and
- * leaves it alone otherwise (returns false), so REST can take it.
+ * leaves it alone otherwise (returns false), so REST can take it. `admitted`
+ * is the caller when the access check already ran (early gRPC admission).
  */
-export type ConnectHandler = (request: NodeRequest, response: NodeResponse, requestId: string) => boolean;
+export type ConnectHandler = (request: NodeRequest, response: NodeResponse, requestId: string, admitted?: EarlyAdmitted) => boolean;
 
 /**
  * Responses smaller than this go uncompressed even when the client accepts gzip: float vectors
@@ -72,14 +74,14 @@ export function createConnectHandler(options: ConnectHandlerOptions): ConnectHan
   });
   options.routes(router);
   const handlers = new Map(router.handlers.map((handler) => [handler.requestPath, handler]));
-  return (request, response, requestId) => {
+  return (request, response, requestId, admitted) => {
     const handler = handlers.get((request.url ?? "").split("?", 1)[0]);
     if (handler === undefined) return false;
     const universal = universalRequestFromNodeRequest(
       request,
       response,
       undefined,
-      createContextValues().set(requestIdKey, requestId).set(connectionKey, connectionOf(request)),
+      createContextValues().set(requestIdKey, requestId).set(connectionKey, connectionOf(request)).set(admittedKey, admitted),
     );
     const contentType = universal.header.get("content-type") ?? "";
     const declaredLength = parseContentLength(universal.header.get("content-length"));

@@ -3,6 +3,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import type { Embedder, HealthState } from "../domain/types.js";
 import { HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import type { Health } from "../../gen/grpc/health/v1/health_pb.js";
+import { admittedKey } from "./refuse-grpc-early.js";
 import { connectionKey } from "./connection-context.js";
 import type { WatchLimits } from "./watch-limits.js";
 
@@ -37,7 +38,7 @@ export function servingStatusOf(state: HealthState): HealthCheckResponse_Serving
  *
  * Health is open to callers without credentials, so Watch is bounded: each
  * open Watch holds a slot of `watchLimits` (TOO_MANY_STREAMS beyond), freed
- * the moment its call ends. All open Watch streams share one poll of the
+ * the moment its call ends; the early gRPC admission may have taken it already. All open Watch streams share one poll of the
  * embedder's state (one timer, one health report per `pollMs`, running only
  * while a Watch is open) instead of a timer and a report each.
  */
@@ -53,7 +54,7 @@ export function createHealthService(options: HealthServiceOptions): ServiceImpl<
       return { status: currentStatus() };
     },
     async *watch(request, context) {
-      const release = options.watchLimits.acquire(context.values.get(connectionKey));
+      const release = context.values.get(admittedKey)?.watchSlot ?? options.watchLimits.acquire(context.values.get(connectionKey));
       // The slot is freed when the call ends, even while this generator waits on a client that does not read.
       context.signal.addEventListener("abort", release, { once: true });
       try {

@@ -1,3 +1,4 @@
+import http2 from "node:http2";
 import { isMessage } from "@bufbuild/protobuf";
 import type { DescMethod, Message } from "@bufbuild/protobuf";
 import { createServiceImplSpec } from "@connectrpc/connect";
@@ -34,6 +35,7 @@ import { createOpenAiDialect } from "./openai/create-openai-dialect.js";
 import { createReflectionServices } from "./create-reflection-services.js";
 import type { NodeRequestListener } from "./node-types.js";
 import { REQUEST_ID_HEADER, resolveRequestId } from "./request-context.js";
+import { createEarlyGrpcAdmission } from "./refuse-grpc-early.js";
 import { createRestHandler } from "./rest/create-rest-handler.js";
 import { createAccessInterceptor, createFailureInterceptor, createMetricsInterceptor } from "./rpc-interceptors.js";
 import { createProviderRoutes, type ProviderAdmin } from "./provider-routes.js";
@@ -144,11 +146,36 @@ export function createRequestListener(options: RequestListenerOptions): NodeRequ
     logger: options.logger,
     maxBodyBytes: options.limits.maxBodyBytes,
   });
+  const early = createEarlyGrpcAdmission({
+    procedures: new Set([EmbedderService, Health, ServerReflectionV1, ServerReflectionV1alpha].flatMap((service) => service.methods.map((method) => `${service.typeName}/${method.name}`))),
+    access: options.access,
+    checkOrigin: options.checkOrigin,
+    watchLimits: options.watchLimits,
+    metrics: options.metrics,
+    logger: options.logger,
+  });
   return (request, response) => {
     const requestId = resolveRequestId(request.headers[REQUEST_ID_HEADER]);
     response.setHeader(REQUEST_ID_HEADER, requestId);
     // connect-node cannot take a request without a valid authority (it throws); the HTTP side refuses it.
-    if (requestHostName(request) === undefined || !connect(request, response, requestId)) void http(request, response, requestId);
+    if (requestHostName(request) === undefined) {
+      void http(request, response, requestId);
+      return;
+    }
+    const admission = early(request, requestId);
+    if (admission === undefined) {
+      if (!connect(request, response, requestId)) void http(request, response, requestId);
+      return;
+    }
+    admission.then(
+      (admitted) => {
+        if (admitted !== false) connect(request, response, requestId, admitted);
+      },
+      (error: unknown) => {
+        options.logger.error({ err: error, requestId }, "early gRPC admission failed");
+        if ("stream" in request && !request.stream.destroyed) request.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      },
+    );
   };
 }
 

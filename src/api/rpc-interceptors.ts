@@ -5,18 +5,22 @@ import { countFailure } from "../observability/count-failure.js";
 import type { Metrics } from "../observability/metrics.js";
 import { accessOfRpc, principalKey } from "./access-policy.js";
 import { interceptFailures } from "./intercept-failures.js";
+import { admittedKey } from "./refuse-grpc-early.js";
 import { embedderErrorFor } from "./to-connect-error.js";
 
 /**
  * Server interceptor that runs the access check (authentication, role, request
  * rate) on every rpc of every RPC protocol before the handler sees its request,
  * and hands the admitted caller to the handler as the `principalKey` context
- * value. Refusals are domain errors; the error interceptor outside it turns
- * them into UNAUTHENTICATED, PERMISSION_DENIED or RESOURCE_EXHAUSTED.
+ * value; a call the early gRPC admission already admitted (`admittedKey`) is
+ * not checked or charged again. Refusals are domain errors; the error
+ * interceptor outside it turns them into UNAUTHENTICATED, PERMISSION_DENIED or
+ * RESOURCE_EXHAUSTED.
  */
 export function createAccessInterceptor(access: AccessControl): Interceptor {
   return (next) => async (request) => {
-    const principal = await access.admit(request.header, accessOfRpc(request.service.typeName, request.method.name));
+    const admitted = request.contextValues.get(admittedKey);
+    const principal = admitted !== undefined ? admitted.principal : await access.admit(request.header, accessOfRpc(request.service.typeName, request.method.name));
     if (principal !== undefined) request.contextValues.set(principalKey, principal);
     return next(request);
   };
