@@ -44,7 +44,7 @@ export function createMetricsRoutes(metrics: Metrics): HttpRoute[] {
 }
 
 /**
- * The compatibility routes of the seed "Embeddings API" (DESIGN section 4),
+ * The compatibility routes of the seed "Embeddings API" (docs/REST.md),
  * each also under `/api/v1`:
  * - `POST /v1/embeddings/batch` {texts, model, provider, dimensions} ->
  *   {embeddings, model, provider, count}; `provider` other than `local`
@@ -133,12 +133,13 @@ export function createSeedRoutes(deps: SeedRouteDeps): HttpRoute[] {
         const names = Object.hasOwn(body, "models") ? stringList(body, "models") : [optionalString(body, "model") ?? ""];
         if (names.length > MAX_WARMUP_MODELS) throw invalid("models", `lists more than ${MAX_WARMUP_MODELS} models`);
         const results: JsonObject[] = [];
+        const clientGone = clientGoneSignal(response);
         for (const [index, name] of names.entries()) {
           const started = performance.now();
           try {
             const result = await embedder.embed(
               { ...baseRequest(`${requestId}.${index}`, principal), texts: [WARMUP_TEXT], model: name },
-              clientGoneSignal(response),
+              clientGone,
             );
             results.push({ model: name, status: "warm", model_id: result.run.modelId, latency_ms: performance.now() - started });
           } catch (reason) {
