@@ -8,6 +8,7 @@ import type { StreamSessions } from "../streaming/create-stream-sessions.js";
 import type { EmbedderService } from "../../gen/sutra/embedder/v1/embedder_pb.js";
 import {
   toEmbedRequest,
+  answersInBinary,
   toGenerateEmbeddingsResponse,
   toGetHealthResponse,
   toListModelsResponse,
@@ -27,7 +28,7 @@ export interface EmbedderServiceDeps {
   limits: RequestLimits;
   /** Where StreamEmbeddings streams are opened and accounted for. */
   streams: StreamSessions;
-  /** Document jobs (DESIGN section 9b); absent = the job rpcs answer NOT_IMPLEMENTED. */
+  /** Document jobs (docs/JOBS.md); absent = the job rpcs answer NOT_IMPLEMENTED. */
   jobs?: JobService;
 }
 
@@ -58,7 +59,7 @@ export function createEmbedderService(deps: EmbedderServiceDeps): ServiceImpl<ty
         for (const [name, value] of Object.entries({ ...timingHeaders(result.timings), ...providerHeaders(result.run) })) {
           context.responseHeader.set(name, value);
         }
-        return toGenerateEmbeddingsResponse(result, requestId);
+        return toGenerateEmbeddingsResponse(result, requestId, answersInBinary(context.requestHeader.get("content-type")));
       } catch (reason) {
         throw embedderErrorFor(reason, context.signal);
       }

@@ -1,4 +1,5 @@
-import type { DescEnum, MessageInitShape } from "@bufbuild/protobuf";
+import { create, type DescEnum, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { EmbedderError } from "../domain/errors.js";
 import type {
@@ -15,6 +16,7 @@ import type {
   TruncateMode,
 } from "../domain/types.js";
 import {
+  EmbeddingSchema,
   EmbeddingTypeSchema,
   HardwareProfileSchema,
   HealthStatusSchema,
@@ -25,7 +27,6 @@ import {
 import type {
   DownloadModelResponseSchema,
   EmbeddingConfig,
-  EmbeddingSchema,
   GenerateEmbeddingsRequest,
   GenerateEmbeddingsResponseSchema,
   GetHealthResponseSchema,
@@ -107,20 +108,34 @@ function protoEnum(schema: DescEnum, word: string): number {
   return enumValueFromWord(schema, word)?.number ?? 0;
 }
 
+/** Float32Array bytes are the platform's order; the protobuf wire format is little-endian. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/**
+ * True when the answer to a call is written as binary protobuf (gRPC,
+ * gRPC-Web and Connect with the proto codec): the answer's codec follows the
+ * request's content type. JSON codecs and the REST routes answer false.
+ */
+export function answersInBinary(contentType: string | null): boolean {
+  return LITTLE_ENDIAN && contentType !== null && /^application\/(grpc(-web)?(\+proto)?|proto|connect\+proto)(;|$)/i.test(contentType);
+}
+
 /**
  * Converts the pipeline's answer into a GenerateEmbeddingsResponse: each
  * encoding the request asked for goes into its `Embedding` field (signed
  * encodings as their two's-complement bytes), and the run, timings, usage and
- * metadata into their messages.
+ * metadata into their messages. With `binary` (see answersInBinary) float
+ * vectors are carried as their packed bytes (toEmbeddingMessage).
  */
 export function toGenerateEmbeddingsResponse(
   result: EmbedResult,
   requestId: string,
+  binary = false,
 ): MessageInitShape<typeof GenerateEmbeddingsResponseSchema> {
   const { timings } = result;
   const count = result.embeddings.length;
   return {
-    embeddings: result.embeddings.map(toEmbeddingMessage),
+    embeddings: result.embeddings.map((embedding) => toEmbeddingMessage(embedding, binary)),
     modelInfo: { ...result.run },
     performance: {
       latencyMs: timings.totalMs,
@@ -142,15 +157,31 @@ export function toGenerateEmbeddingsResponse(
   };
 }
 
-/** One embedding as an `Embedding` message: floats in `values`, other encodings in their bytes fields. */
-export function toEmbeddingMessage(embedding: EncodedEmbedding): MessageInitShape<typeof EmbeddingSchema> {
-  return {
-    values: embedding.float === undefined ? [] : Array.from(embedding.float),
+/** Field number of `Embedding.values` (`repeated float values = 1`, packed). */
+const VALUES_FIELD_NUMBER = 1;
+
+/**
+ * One embedding as an `Embedding` message: floats in `values`, other
+ * encodings in their bytes fields. With `binary`, the floats are not copied
+ * into `values` one by one: the float32 bytes already are the wire format of
+ * the packed field (little-endian IEEE 754), so they travel as that field's
+ * encoded bytes, which toBinary writes as they are (an unknown field to the
+ * message, the `values` field to every reader). Only for answers written as
+ * binary protobuf: JSON never sees them.
+ */
+export function toEmbeddingMessage(embedding: EncodedEmbedding, binary = false): MessageShape<typeof EmbeddingSchema> {
+  const message = create(EmbeddingSchema, {
+    values: embedding.float === undefined || binary ? [] : Array.from(embedding.float),
     int8: bytesOf(embedding.int8),
     uint8: bytesOf(embedding.uint8),
     binary: bytesOf(embedding.binary),
     ubinary: bytesOf(embedding.ubinary),
-  };
+  });
+  if (binary && embedding.float !== undefined && embedding.float.length > 0) {
+    const bytes = new Uint8Array(embedding.float.buffer, embedding.float.byteOffset, embedding.float.byteLength);
+    message.$unknown = [{ no: VALUES_FIELD_NUMBER, wireType: WireType.LengthDelimited, data: new BinaryWriter().bytes(bytes).finish() }];
+  }
+  return message;
 }
 
 function bytesOf(array: Int8Array | Uint8Array | undefined): Uint8Array {
