@@ -10,7 +10,8 @@
 ARG NODE_IMAGE=node:20-bookworm-slim
 ARG CUDA_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
 
-# ---- build: production dependencies, the default model (ONNX + gated variants), the bundles
+# ---- build: production dependencies, the compiled JavaScript (dist/), the default model (ONNX + gated
+#      variants), the bundles
 FROM ${NODE_IMAGE} AS build
 # better-sqlite3 compiles from source when no prebuilt binary matches.
 RUN apt-get update \
@@ -29,7 +30,9 @@ COPY bin ./bin
 COPY gen ./gen
 COPY src ./src
 COPY scripts ./scripts
-# `prepare`: converts USE-Lite to ONNX with its precision variants, bundles the playground and the SDK.
+# `prepare`: compiles src/, gen/ and scripts/ to dist/ with esbuild (the image runs plain JavaScript; no
+# TypeScript loader is installed), converts USE-Lite to ONNX with its precision variants, bundles the
+# playground and the SDK.
 RUN npm run prepare
 
 # ---- build-gpu: the same, plus the CUDA execution provider of onnxruntime-node (from NuGet)

@@ -1,5 +1,5 @@
 /**
- * Limit A of DESIGN.md section 8: tokenization plus raw onnxruntime-node
+ * Limit A of docs/BENCHMARKS.md: tokenization plus raw onnxruntime-node
  * inference in this process's worker threads, no server, texts sorted by token
  * length and cut into batches. Each setting (threads x intra-op threads x batch
  * size) runs for a fixed time; the best one is the limit the service is judged

@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { downloadHubModel } from "../src/models/hub/download-hub-model.js";
-import { writeTinyBertModel } from "../src/onnx/tiny-models.js";
+import { writeTinyBertModel } from "../test/support/tiny-models.js";
 import { filesOfFolder, startFakeHub } from "../test/support/fake-hub.js";
 import { startRealService } from "../test/support/real-service.js";
 

@@ -4,7 +4,7 @@
  * against the service on the same texts, in one run, on a model shaped exactly like
  * all-MiniLM-L6-v2 (6 layers, hidden 384, 12 heads, FFN 1536, vocabulary 30,522,
  * 512 positions, window 256) with random weights, made with our tooling
- * (src/onnx/tiny-models.ts) and served from the models folder as a
+ * (test/support/tiny-models.ts) and served from the models folder as a
  * sentence-transformers folder. Its WordPiece vocabulary is built from the bench
  * corpora, so texts take about as many tokens as with the real model.
  *
@@ -29,7 +29,7 @@ import { parseArgs } from "node:util";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { EmbedderService, Quantization } from "../gen/sutra/embedder/v1/embedder_pb.js";
-import { buildTinyBertModel, tinyWordPieceVocab, writeTinyBertModel } from "../src/onnx/tiny-models.js";
+import { buildTinyBertModel, tinyWordPieceVocab, writeTinyBertModel } from "../test/support/tiny-models.js";
 import { writeModel } from "../src/onnx/model-io.js";
 import { startRealService } from "../test/support/real-service.js";
 import { readCorpusTexts } from "./corpora.js";

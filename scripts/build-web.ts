@@ -5,20 +5,21 @@
  * and `./client/web` exports), so the SDK runs in Node without a TypeScript
  * loader and bundlers take it as ES modules. Both with esbuild, offline, in
  * about a second; `npm run build:web` reruns it after editing src/playground or
- * src/client.
+ * src/client. Runs compiled (dist/scripts/), like build-default-model.ts.
  */
 import { rm } from "node:fs/promises";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { build } from "esbuild";
+import { PACKAGE_ROOT } from "../src/package-root.js";
 import { PLAYGROUND_BUILD_DIR, writePlayground } from "../src/playground/build-playground.js";
 
 const started = performance.now();
 try {
   const playground = await writePlayground();
-  const clientDir = fileURLToPath(new URL("../build/client/", import.meta.url));
+  const clientDir = join(PACKAGE_ROOT, "build", "client");
   await rm(clientDir, { recursive: true, force: true });
   await build({
-    entryPoints: ["index", "node", "web"].map((name) => fileURLToPath(new URL(`../src/client/${name}.ts`, import.meta.url))),
+    entryPoints: ["index", "node", "web"].map((name) => join(PACKAGE_ROOT, "src", "client", `${name}.ts`)),
     outdir: clientDir,
     bundle: true,
     splitting: true,

@@ -1,7 +1,7 @@
 import { EmbedderError } from "../domain/errors.js";
 import type { EmbedRequest } from "../domain/types.js";
 
-/** Request limits a transport enforces before anything is queued (DESIGN sections 4 and 10). */
+/** Request limits a transport enforces before anything is queued (docs/AUTH.md, "Request limits"). */
 export interface RequestLimits {
   /** Most texts in one request (`SUTRA_MAX_INPUTS`, 2048 by default). */
   maxInputs: number;

@@ -21,8 +21,8 @@ export interface HealthServiceOptions {
 }
 
 /**
- * grpc.health.v1 serving status of a health state (DESIGN section 4, "Health"):
- * healthy and degraded still serve, unhealthy does not.
+ * grpc.health.v1 serving status of a health state: healthy and degraded
+ * still serve (SERVING), unhealthy does not (NOT_SERVING).
  */
 export function servingStatusOf(state: HealthState): HealthCheckResponse_ServingStatus {
   return state === "unhealthy" ? HealthCheckResponse_ServingStatus.NOT_SERVING : HealthCheckResponse_ServingStatus.SERVING;

@@ -18,7 +18,7 @@ import { embedderErrorFor } from "./to-connect-error.js";
 export type JobRpcs = Pick<ServiceImpl<typeof EmbedderService>, "createJob" | "getJob" | "listJobs" | "cancelJob" | "getJobResults">;
 
 /**
- * The document-job rpcs (DESIGN section 9b) for every transport: they convert
+ * The document-job rpcs (docs/JOBS.md) for every transport: they convert
  * proto messages to the job service's domain types and back, with the caller
  * (the admitted principal) so each caller sees its own jobs. Without a job
  * service (a server built without a data folder) they answer NOT_IMPLEMENTED.

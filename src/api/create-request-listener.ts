@@ -179,7 +179,7 @@ export function createRequestListener(options: RequestListenerOptions): NodeRequ
   };
 }
 
-/** `GET /v1/health` answers 503 when the service is unhealthy (DESIGN section 4, "Health"), 200 otherwise. */
+/** `GET /v1/health` answers 503 when the service is unhealthy, 200 otherwise (healthy or degraded; docs/REST.md). */
 function restStatusOf(method: DescMethod, response: Message): number | undefined {
   const unhealthy =
     method === EmbedderService.method.getHealth &&

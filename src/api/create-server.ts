@@ -46,10 +46,10 @@ export interface ServerDeps {
   webSocketPingMs?: number;
   /** Upstream providers' breakers and configuration, for the admin routes (absent: none configured). */
   providers?: ProviderAdmin;
-  /** Document jobs (DESIGN section 9b); absent = the job rpcs answer NOT_IMPLEMENTED. */
+  /** Document jobs (docs/JOBS.md); absent = the job rpcs answer NOT_IMPLEMENTED. */
   jobs?: JobService;
-  /** Bounds on what one connection or client may hold open (docs/SECURITY.md); defaults in DEFAULT_CONNECTION_LIMITS. */
-  connectionLimits?: Partial<ConnectionLimits>;
+  /** Bounds on what one connection or client may hold open (docs/SECURITY.md); `sutra serve` declares their defaults. */
+  connectionLimits: ConnectionLimits;
   /** Which Host names and browser origins are served (docs/SECURITY.md); default: loopback names (checked when auth is none), same origin only. */
   origins?: Partial<OriginPolicy>;
 }
@@ -67,15 +67,6 @@ export interface ConnectionLimits {
   /** Bytes queued for one WebSocket client before the server stops reading it; twice that closes it with 1008 (`SUTRA_WS_MAX_BUFFERED_BYTES`). */
   webSocketMaxBufferedBytes: number;
 }
-
-/** The defaults of `sutra serve` for {@link ConnectionLimits}. */
-export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
-  maxStreamsPerConnection: 100,
-  maxWatchStreams: 1000,
-  maxWatchStreamsPerConnection: 10,
-  maxConnectionsPerAddress: 0,
-  webSocketMaxBufferedBytes: 4 * 1024 * 1024,
-};
 
 /** Which Host names and browser origins the server serves. */
 export interface OriginPolicy {
@@ -143,12 +134,12 @@ export function createServer(deps: ServerDeps): net.Server {
   });
   const metrics = deps.metrics ?? createMetrics();
   const watchLimits = createWatchLimits({
-    maxWatchStreams: deps.connectionLimits?.maxWatchStreams ?? DEFAULT_CONNECTION_LIMITS.maxWatchStreams,
-    maxWatchStreamsPerConnection: deps.connectionLimits?.maxWatchStreamsPerConnection ?? DEFAULT_CONNECTION_LIMITS.maxWatchStreamsPerConnection,
+    maxWatchStreams: deps.connectionLimits.maxWatchStreams,
+    maxWatchStreamsPerConnection: deps.connectionLimits.maxWatchStreamsPerConnection,
   });
   registerConnectionGauges(metrics, { http2Sessions: () => sessions.size, watchStreams: watchLimits.open });
   // Sent in every HTTP/2 server's SETTINGS: nghttp2 refuses a client's streams beyond it (REFUSED_STREAM).
-  const http2Settings = { maxConcurrentStreams: deps.connectionLimits?.maxStreamsPerConnection ?? DEFAULT_CONNECTION_LIMITS.maxStreamsPerConnection };
+  const http2Settings = { maxConcurrentStreams: deps.connectionLimits.maxStreamsPerConnection };
   const listener = createRequestListener({
     embedder: deps.embedder,
     streams,
@@ -192,14 +183,14 @@ export function createServer(deps: ServerDeps): net.Server {
     logger: deps.logger,
     maxMessageBytes: deps.limits.maxBodyBytes,
     pingIntervalMs: deps.webSocketPingMs ?? 30_000,
-    maxBufferedBytes: deps.connectionLimits?.webSocketMaxBufferedBytes ?? DEFAULT_CONNECTION_LIMITS.webSocketMaxBufferedBytes,
+    maxBufferedBytes: deps.connectionLimits.webSocketMaxBufferedBytes,
   });
   const trackSession = (session: Http2Session): void => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
   };
   const connections = createConnectionLimiter({
-    maxPerAddress: deps.connectionLimits?.maxConnectionsPerAddress ?? DEFAULT_CONNECTION_LIMITS.maxConnectionsPerAddress,
+    maxPerAddress: deps.connectionLimits.maxConnectionsPerAddress,
     onRefused: () => metrics.connectionsRefusedTotal.inc({ reason: "per_address" }),
   });
 

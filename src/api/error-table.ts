@@ -11,9 +11,9 @@ export interface ErrorMapping {
 
 /**
  * The one table that turns a domain failure reason into a gRPC/Connect code and
- * an HTTP status (DESIGN section 4, "Errors"). Every transport asks this table;
- * nothing else decides a status. docs/ERRORS.md lists the same rows and a unit
- * test keeps the two in step.
+ * an HTTP status. Every transport asks this table; nothing else decides a
+ * status. docs/ERRORS.md lists the same rows and a unit test keeps the two in
+ * step.
  */
 export const ERROR_TABLE: { readonly [R in ErrorReason]: ErrorMapping } = {
   EMPTY_INPUT: { code: Code.InvalidArgument, httpStatus: 400 },

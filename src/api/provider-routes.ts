@@ -11,7 +11,7 @@ export interface ProviderAdmin {
 }
 
 /**
- * The gateway's admin routes of the seed API (DESIGN section 4; also under
+ * The gateway's admin routes of the seed API (docs/PROVIDERS.md; also under
  * `/api/v1`), all for the `admin` role:
  * - `GET /v1/embeddings/circuit-breakers` -> {circuit_breakers: [{provider, state
  *   (closed|open|half_open), consecutive_failures, failure_threshold, cooldown_ms,

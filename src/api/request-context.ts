@@ -3,11 +3,11 @@ import { createContextKey } from "@connectrpc/connect";
 import type { HandlerContext } from "@connectrpc/connect";
 import type { RunInfo, StageTimings } from "../domain/types.js";
 
-/** Request header that routes a request to an upstream provider (DESIGN section 9), as a `provider:` model prefix does. */
+/** Request header that routes a request to an upstream provider (docs/PROVIDERS.md), as a `provider:` model prefix does. */
 export const PROVIDER_HEADER = "x-provider";
 
 /**
- * Who produced the vectors (DESIGN section 9): `x-embeddings-provider` (`local`
+ * Who produced the vectors (docs/PROVIDERS.md): `x-embeddings-provider` (`local`
  * or the upstream provider's name) and, when a fallback produced them,
  * `x-embeddings-fallback-from` naming the provider first asked.
  */

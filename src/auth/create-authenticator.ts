@@ -6,13 +6,13 @@ import { EmbedderError } from "../domain/errors.js";
 import type { Principal, Role } from "../domain/types.js";
 import { findApiKey, parseApiKeys, type ApiKeyEntry } from "./api-keys.js";
 
-/** Authentication modes of DESIGN section 10 (`SUTRA_AUTH_MODE`). */
+/** Authentication modes (`SUTRA_AUTH_MODE`; docs/AUTH.md). */
 export const AUTH_MODES = ["none", "api-key", "jwt"] as const;
 
 /** An authentication mode. */
 export type AuthMode = (typeof AUTH_MODES)[number];
 
-/** Authentication settings, as `sutra serve` reads them (DESIGN section 11). */
+/** Authentication settings, as `sutra serve` reads them (flags and env names in docs/AUTH.md). */
 export interface AuthSettings {
   mode: AuthMode;
   /** `SUTRA_API_KEYS`: comma-separated `key` or `key:role`. */

@@ -69,7 +69,7 @@ export function embeddingCacheKey(key: EmbeddingCacheKey): string {
 }
 
 /**
- * Creates the embedding cache (DESIGN section 2: hits skip inference). A Map keeps insertion
+ * Creates the embedding cache (hits skip tokenization and inference; docs/MODELS.md). A Map keeps insertion
  * order, so re-inserting on a hit makes it the most recent and the first key is the least
  * recent. Stored vectors are copies, and `get` hands back the stored object: callers copy
  * before changing it.

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { createAccessControl } from "../admission/access-control.js";
 import { createAdmittedEmbedder } from "../admission/create-admitted-embedder.js";
 import { createRateLimiter } from "../admission/rate-limit.js";
@@ -17,12 +17,13 @@ import { createVariantPreparer } from "../models/hub/prepare-variants.js";
 import { createModelRegistry } from "../models/registry.js";
 import type { Logger } from "../observability/logger.js";
 import { createMetrics, registerServiceGauges, registerStreamGauges, type Metrics } from "../observability/metrics.js";
+import { PACKAGE_ROOT } from "../package-root.js";
 import { createEmbedder, type EmbedderService } from "../pipeline/create-embedder.js";
 import { loadProviderGateway } from "../providers/load-provider-gateway.js";
 import { createStreamSessions, type StreamSessions } from "../streaming/create-stream-sessions.js";
-import type { ServeConfig } from "./serve-options.js";
+import { connectionLimitsOf, type ServeConfig } from "./serve-options.js";
 
-const packageVersion = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+const packageVersion = (JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")) as { version: string }).version;
 
 /** A wired service: server not yet listening, plus what main needs to stop it. */
 export interface Service {
@@ -38,12 +39,18 @@ export interface Service {
   close(): Promise<void>;
 }
 
+/** How the service is put together, beyond the settings of `sutra serve`. */
+export interface BuildServiceOptions {
+  /** File URL of the module each inference worker thread loads; default the built-in worker (see InferencePoolOptions). */
+  workerModule?: string;
+}
+
 /**
  * Builds the whole service from its settings: hardware profile, worker pool,
  * model registry (built-in models first, then `modelsDir`), the pipeline and
  * the transport server. Nothing listens; `main` and tests call `listen`.
  */
-export async function buildService(config: ServeConfig, logger: Logger): Promise<Service> {
+export async function buildService(config: ServeConfig, logger: Logger, options: BuildServiceOptions = {}): Promise<Service> {
   const wantsCuda = config.cuda || tierOf(config.profile) === "extreme";
   const cuda = wantsCuda ? await probeCuda() : { available: false, reason: "not requested" };
   if (wantsCuda && !cuda.available) logger.warn({ reason: cuda.reason }, "CUDA unavailable; falling back to CPU");
@@ -53,6 +60,7 @@ export async function buildService(config: ServeConfig, logger: Logger): Promise
   const providers = loadProviderGateway(config, { metrics, logger, isLocalModel: (name) => registry.knows(name) });
   const pool = createInferencePool({
     threads: profile.workers,
+    workerModule: options.workerModule,
     onWorkerLost: (error) => {
       metrics.workerReplacementsTotal.inc();
       logger.error({ err: error }, "inference worker lost; starting a replacement");
@@ -63,13 +71,13 @@ export async function buildService(config: ServeConfig, logger: Logger): Promise
     modelDirs: [BUILTIN_MODELS_DIR, resolve(config.modelsDir)],
     defaultModelId: config.defaultModel,
     aliases: parseModelAliases(config.modelAliases, config.defaultModel),
-    memoryBudgetMb: config.modelMemoryBudgetMb ?? 0,
+    memoryBudgetMb: config.modelMemoryBudgetMb,
     sessionsPerModel: profile.workers,
     releaseModel: (dir) => pool.releaseModel(dir),
     hub: {
-      endpoint: config.hfEndpoint ?? "https://huggingface.co",
+      endpoint: config.hfEndpoint,
       token: config.hfToken || undefined,
-      allowlist: (config.modelAllowlist ?? "").split(",").map((id) => id.trim()).filter(Boolean),
+      allowlist: listOf(config.modelAllowlist),
     },
     prepareDownload: createVariantPreparer(logger),
     warmup: (modelId) => warmup(modelId),
@@ -78,8 +86,8 @@ export async function buildService(config: ServeConfig, logger: Logger): Promise
       else logger.info({ model: event.modelId }, `model ${event.kind}`);
     },
   });
-  const cache = (config.cacheSize ?? 0) > 0
-    ? createEmbeddingCache({ maxEntries: config.cacheSize ?? 0, ttlSeconds: config.cacheTtlS ?? 0 })
+  const cache = config.cacheSize > 0
+    ? createEmbeddingCache({ maxEntries: config.cacheSize, ttlSeconds: config.cacheTtlS })
     : undefined;
   const embedder = createEmbedder({
     registry,
@@ -131,13 +139,7 @@ export async function buildService(config: ServeConfig, logger: Logger): Promise
     access: createAccessControl({ authenticator, rateLimiter, metrics }),
     metrics,
     providers,
-    connectionLimits: {
-      maxStreamsPerConnection: config.maxStreamsPerConnection,
-      maxWatchStreams: config.maxWatchStreams,
-      maxWatchStreamsPerConnection: config.maxWatchStreamsPerConnection,
-      maxConnectionsPerAddress: config.maxConnectionsPerAddress,
-      webSocketMaxBufferedBytes: config.wsMaxBufferedBytes,
-    },
+    connectionLimits: connectionLimitsOf(config),
     origins: {
       checkHost: config.authMode === "none",
       allowedHosts: listOf(config.allowedHosts),
@@ -182,7 +184,7 @@ function buildJobService(
 ): JobServiceHandle | undefined {
   let store: JobStore;
   try {
-    store = openJobStore({ dataDir: resolve(config.dataDir ?? "./data") });
+    store = openJobStore({ dataDir: resolve(config.dataDir) });
   } catch (error) {
     if (!(error instanceof JobStoreError) || error.kind !== "locked") throw error;
     deps.logger.error({ err: error }, `document jobs are off: ${error.message}`);
@@ -194,12 +196,12 @@ function buildJobService(
     registry: deps.registry,
     logger: deps.logger,
     batching: { maxBatchSize: deps.batching.maxBatchSize, tokenBudget: deps.batching.tokenBudget },
-    concurrency: config.jobConcurrency ?? 1,
+    concurrency: config.jobConcurrency,
     limits: {
-      maxDocuments: config.jobMaxDocuments ?? 10_000,
-      maxBytes: config.jobMaxBytes ?? 4 * 1024 * 1024,
-      maxActivePerPrincipal: config.jobMaxActive ?? 4,
-      retentionMs: (config.jobRetentionH ?? 24) * 3_600_000,
+      maxDocuments: config.jobMaxDocuments,
+      maxBytes: config.jobMaxBytes,
+      maxActivePerPrincipal: config.jobMaxActive,
+      retentionMs: config.jobRetentionH * 3_600_000,
     },
     onChunksEmbedded: (count) => deps.metrics.jobChunksEmbeddedTotal.inc(count),
     onJobFinished: (status) => deps.metrics.jobsFinishedTotal.inc({ status }),

@@ -1,6 +1,4 @@
 import { Command } from "commander";
-import { createLogger } from "../observability/logger.js";
-import { buildService } from "./build-service.js";
 import { registerCommands } from "./commands/register-commands.js";
 import { addServeOptions, readServeConfig } from "./serve-options.js";
 
@@ -11,6 +9,9 @@ const program = new Command("sutra").description("Sutra Embedder: text embedding
 
 addServeOptions(program.command("serve").description("start the embedding server")).action(async (_options, command: Command) => {
   const config = readServeConfig(command);
+  // The service's modules (ONNX Runtime, SQLite, every transport) load here, not at the top, so
+  // `sutra --help` and the client commands start without them.
+  const [{ createLogger }, { buildService }] = await Promise.all([import("../observability/logger.js"), import("./build-service.js")]);
   const logger = createLogger(config.logLevel);
   if (config.authMode === "none" && config.host !== "127.0.0.1" && config.host !== "localhost" && config.host !== "::1") {
     logger.warn({ host: config.host }, "listening beyond loopback without authentication (set SUTRA_AUTH_MODE)");

@@ -1,10 +1,15 @@
 import { readFileSync } from "node:fs";
-import { Command, Option } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 import { parse as parseYaml } from "yaml";
+import type { ConnectionLimits } from "../api/create-server.js";
 import { AUTH_MODES, type AuthMode } from "../auth/create-authenticator.js";
 import type { HardwareProfileName } from "../domain/types.js";
 
-/** Settings of `sutra serve`, after flags, env vars, config file and defaults. */
+/**
+ * Settings of `sutra serve`, after flags, env vars, config file and defaults. A setting with a
+ * default is required here: its one default is the one its flag declares in `addServeOptions`
+ * (and `--help` shows).
+ */
 export interface ServeConfig {
   host: string;
   port: number;
@@ -33,30 +38,30 @@ export interface ServeConfig {
   maxConcurrency: number;
   /** `alias=model,...`; OpenAI's model names alias the default model unless given here. */
   modelAliases: string;
-  /** Hugging Face–compatible hub for DownloadModel; default the public hub. */
-  hfEndpoint?: string;
+  /** Hugging Face–compatible hub for DownloadModel. */
+  hfEndpoint: string;
   hfToken?: string;
   /** Comma-separated model ids (or `org/*`) DownloadModel accepts; empty = any. */
-  modelAllowlist?: string;
-  /** Memory the loaded models other than the default may take (MB); 0 or absent = unlimited. */
-  modelMemoryBudgetMb?: number;
-  /** Embedding cache entries; 0 or absent = off (the CLI's default is 10000). */
-  cacheSize?: number;
+  modelAllowlist: string;
+  /** Memory the loaded models other than the default may take (MB); 0 = unlimited. */
+  modelMemoryBudgetMb: number;
+  /** Embedding cache entries; 0 = off. */
+  cacheSize: number;
   /** Embedding cache entry lifetime in seconds; 0 = no expiry. */
-  cacheTtlS?: number;
-  /** Folder of the document job store; absent or "" = jobs off (their rpcs answer NOT_IMPLEMENTED). The CLI's default is ./data. */
-  dataDir?: string;
-  /** Hours a finished job and its results are kept (default 24). */
-  jobRetentionH?: number;
-  /** Most documents in one job (default 10000). */
-  jobMaxDocuments?: number;
-  /** Most bytes of document text and metadata in one job (default 4 MiB). */
-  jobMaxBytes?: number;
-  /** Most queued and running jobs per principal (default 4). */
-  jobMaxActive?: number;
-  /** Jobs running at once (default 1). */
-  jobConcurrency?: number;
-  /** Upstream providers file (YAML or JSON, DESIGN section 9); absent = local models only. */
+  cacheTtlS: number;
+  /** Folder of the document job store; "" = jobs off (their rpcs answer NOT_IMPLEMENTED). */
+  dataDir: string;
+  /** Hours a finished job and its results are kept. */
+  jobRetentionH: number;
+  /** Most documents in one job. */
+  jobMaxDocuments: number;
+  /** Most bytes of document text and metadata in one job. */
+  jobMaxBytes: number;
+  /** Most queued and running jobs per principal. */
+  jobMaxActive: number;
+  /** Jobs running at once. */
+  jobConcurrency: number;
+  /** Upstream providers file (YAML or JSON, docs/PROVIDERS.md); absent = local models only. */
   providersFile?: string;
   /** Comma-separated provider names fallback walks; overrides the file's `fallback_chain`. */
   fallbackChain?: string;
@@ -80,29 +85,17 @@ export interface ServeConfig {
 
 const PROFILES = ["auto", "minimal", "low", "medium", "high", "extreme", "desktop", "server", "h100"];
 
-const nonNegative = (value: string): number => {
+// Parsers of numeric settings, for flags, env vars and the config file alike. An empty or blank
+// value is refused (Number("") is 0). InvalidArgumentError lets commander name the flag or env var.
+const numberParser = (expected: string, accepts: (parsed: number) => boolean) => (value: string): number => {
   const parsed = Number(value);
-  if (!Number.isFinite(parsed) || parsed < 0) throw new Error(`expected a non-negative number, got "${value}"`);
+  if (value.trim() === "" || !accepts(parsed)) throw new InvalidArgumentError(`expected ${expected}, got "${value}"`);
   return parsed;
 };
-
-const positive = (value: string): number => {
-  const parsed = Number(value);
-  if (!Number.isFinite(parsed) || parsed <= 0) throw new Error(`expected a positive number, got "${value}"`);
-  return parsed;
-};
-
-const positiveInteger = (value: string): number => {
-  const parsed = Number(value);
-  if (!Number.isInteger(parsed) || parsed <= 0) throw new Error(`expected a positive integer, got "${value}"`);
-  return parsed;
-};
-
-const integer = (value: string): number => {
-  const parsed = Number(value);
-  if (!Number.isInteger(parsed) || parsed < 0) throw new Error(`expected a non-negative integer, got "${value}"`);
-  return parsed;
-};
+const nonNegative = numberParser("a non-negative number", (parsed) => Number.isFinite(parsed) && parsed >= 0);
+const positive = numberParser("a positive number", (parsed) => Number.isFinite(parsed) && parsed > 0);
+const positiveInteger = numberParser("a positive integer", (parsed) => Number.isInteger(parsed) && parsed > 0);
+const integer = numberParser("a non-negative integer", (parsed) => Number.isInteger(parsed) && parsed >= 0);
 
 /**
  * Declares the `serve` flags, each with its env var and default, so `--help`
@@ -161,26 +154,22 @@ export function addServeOptions(command: Command): Command {
 
 /**
  * Reads the parsed options of `command`, layering the config file under flags
- * and env vars: a setting whose value came from the default takes the file's
- * value when the file has one.
+ * and env vars: a setting not given by flag or env var takes the file's value
+ * when the file has one. A file value goes through its flag's parser and choices,
+ * so an unknown setting or a bad value stops the start (`command.error`, exit 1)
+ * with a message naming the file and the setting.
  */
 export function readServeConfig(command: Command): ServeConfig {
+  const file = command.getOptionValue("config") as unknown;
+  if (typeof file === "string") applyConfigFile(command, file);
   const options = command.opts<Record<string, unknown>>();
-  if (typeof options.config === "string") {
-    const text = readFileSync(options.config, "utf8");
-    const file = (options.config.endsWith(".json") ? JSON.parse(text) : parseYaml(text)) as Record<string, unknown>;
-    for (const [key, value] of Object.entries(file ?? {})) {
-      if (!(key in options)) throw new Error(`config file ${options.config}: unknown setting "${key}"`);
-      if (command.getOptionValueSource(key) === "default") options[key] = value;
-    }
-  }
   return {
     host: String(options.host),
     port: Number(options.port),
     modelsDir: String(options.modelsDir),
     defaultModel: String(options.defaultModel),
     profile: options.profile as HardwareProfileName,
-    cuda: options.cuda === true || options.cuda === "true" || options.cuda === "1",
+    cuda: options.cuda === true,
     maxInputs: Number(options.maxInputs),
     maxQueue: Number(options.maxQueue),
     maxBodyBytes: Number(options.maxBodyBytes),
@@ -222,4 +211,64 @@ export function readServeConfig(command: Command): ServeConfig {
     allowedHosts: String(options.allowedHosts),
     corsOrigins: String(options.corsOrigins),
   };
+}
+
+/**
+ * The settings of `sutra serve` given no flag, env var or config file: the defaults `--help`
+ * shows, for code that builds the service or its transport without the command line.
+ */
+export function serveDefaults(): ServeConfig {
+  return readServeConfig(addServeOptions(new Command("serve")));
+}
+
+/** The bounds on connections and streams that `config` sets, as the transport takes them. */
+export function connectionLimitsOf(config: ServeConfig): ConnectionLimits {
+  return {
+    maxStreamsPerConnection: config.maxStreamsPerConnection,
+    maxWatchStreams: config.maxWatchStreams,
+    maxWatchStreamsPerConnection: config.maxWatchStreamsPerConnection,
+    maxConnectionsPerAddress: config.maxConnectionsPerAddress,
+    webSocketMaxBufferedBytes: config.wsMaxBufferedBytes,
+  };
+}
+
+/** Sets the settings `file` holds (camelCase keys) wherever neither a flag nor an env var gave one. */
+function applyConfigFile(command: Command, file: string): void {
+  const fail: (reason: string) => never = (reason) => command.error(`error: config file ${file}: ${reason}`);
+  let settings: unknown;
+  try {
+    const text = readFileSync(file, "utf8");
+    settings = file.endsWith(".json") ? JSON.parse(text) : parseYaml(text);
+  } catch (error) {
+    fail(`cannot read it: ${(error as Error).message}`);
+  }
+  if (settings === null || settings === undefined) return;
+  if (typeof settings !== "object" || Array.isArray(settings)) {
+    fail("expected a mapping of settings (camelCase keys)");
+  }
+  for (const [key, value] of Object.entries(settings as Record<string, unknown>)) {
+    const option = command.options.find((candidate) => candidate.attributeName() === key);
+    if (option === undefined || key === "config") fail(`unknown setting "${key}"`);
+    const source = command.getOptionValueSource(key);
+    if (source !== undefined && source !== "default") continue;
+    try {
+      command.setOptionValueWithSource(key, parseFileValue(option, value), "config");
+    } catch (error) {
+      fail(`setting "${key}": ${(error as Error).message}`);
+    }
+  }
+}
+
+/** A config-file value as its flag would give it: true or false for a switch, else the flag's parser and choices. */
+function parseFileValue(option: Option, value: unknown): unknown {
+  if (option.isBoolean()) {
+    if (typeof value === "boolean") return value;
+    if (value === "true" || value === "false") return value === "true";
+    throw new InvalidArgumentError(`expected true or false, got ${JSON.stringify(value)}`);
+  }
+  if (typeof value !== "string" && !(typeof value === "number" && Number.isFinite(value))) {
+    throw new InvalidArgumentError(`expected ${option.parseArg ? "a number or string" : "a string"}, got ${JSON.stringify(value)}`);
+  }
+  const text = String(value);
+  return option.parseArg ? option.parseArg(text, undefined) : text;
 }

@@ -17,7 +17,7 @@ export const RETRYABLE_REASONS: readonly string[] = ["OVERLOADED", "RATE_LIMITED
 export interface FailureFacts {
   /** The Connect/gRPC code. */
   code: Code;
-  /** The server's reason (DESIGN section 4) from the `google.rpc.ErrorInfo` detail; undefined when the answer had none (a proxy or the network failed). */
+  /** The server's reason (docs/ERRORS.md) from the `google.rpc.ErrorInfo` detail; undefined when the answer had none (a proxy or the network failed). */
   reason?: string;
   /** ErrorInfo metadata (index, limit, ...), as the server sent it. */
   details: Record<string, string>;

@@ -6,7 +6,7 @@ export interface RequestLimits {
   maxRequestBytes: number;
 }
 
-/** The server's defaults (DESIGN section 11). */
+/** The server's defaults (`SUTRA_MAX_INPUTS`, `SUTRA_MAX_BODY_BYTES`; docs/AUTH.md, "Request limits"). */
 export const DEFAULT_REQUEST_LIMITS: RequestLimits = { maxInputs: 2048, maxRequestBytes: 4 * 1024 * 1024 };
 
 /** Bytes kept free in every request for the fields other than the texts (model, config, instruction...). */

@@ -1,5 +1,5 @@
 /**
- * Every failure reason of the service (DESIGN section 4). The one mapping table
+ * Every failure reason of the service (docs/ERRORS.md). The one mapping table
  * in `src/api/error-table.ts` turns a reason into a Connect code, an HTTP status
  * and an envelope; nothing else decides a status.
  */
@@ -33,7 +33,7 @@ export const ERROR_REASONS = [
   "INTERNAL",
 ] as const;
 
-/** A failure reason of DESIGN section 4. */
+/** A failure reason of the service (docs/ERRORS.md). */
 export type ErrorReason = (typeof ERROR_REASONS)[number];
 
 /** Structured facts about a failure, safe to show to the client (no secrets, no paths). */

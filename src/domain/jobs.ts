@@ -1,6 +1,6 @@
 import type { EmbedRequest, EncodedEmbedding, Principal } from "./types.js";
 
-/** Where a document job stands (DESIGN section 9b). */
+/** Where a document job stands (docs/JOBS.md). */
 export type JobStatus = "queued" | "running" | "completed" | "failed" | "cancelled";
 
 /** Statuses a job never leaves. */

@@ -3,7 +3,7 @@ import type { EmbedderError } from "./errors.js";
 /** Weight precision a request may ask for (`binary` = fastest gated variant, packed binary output). */
 export type QuantizationChoice = "none" | "int8" | "int4" | "binary";
 
-/** Output encodings of an embedding (DESIGN section 7). */
+/** Output encodings of an embedding (docs/REST.md, "Responses"). */
 export type EmbeddingType = "float" | "int8" | "uint8" | "binary" | "ubinary";
 
 /** What to do with an input longer than the model's window. */
@@ -41,7 +41,7 @@ export interface EmbedRequest {
   normalize: boolean;
   embeddingTypes: EmbeddingType[];
   allowCrossModelFallback: boolean;
-  /** Provider named by the `x-provider` header (DESIGN section 9); a `provider:` prefix of `model` does the same. */
+  /** Provider named by the `x-provider` header (docs/PROVIDERS.md); a `provider:` prefix of `model` does the same. */
   provider?: string;
   user?: string;
   /**
@@ -59,7 +59,7 @@ export interface EmbedRequest {
   priority?: "online" | "background";
 }
 
-/** Roles of DESIGN section 10: `admin` may also call the admin routes and rpcs. */
+/** Roles (docs/AUTH.md): `admin` may also call the admin routes and rpcs. */
 export type Role = "user" | "admin";
 
 /**
@@ -119,7 +119,7 @@ export interface EmbedResult {
   dimensionsPolicy: string;
 }
 
-/** Health states of DESIGN section 4. */
+/** Health states: `healthy`; `degraded` (still serving, something is off); `unhealthy` (not serving). See docs/ARCHITECTURE.md, "Health". */
 export type HealthState = "healthy" | "degraded" | "unhealthy";
 
 /** A model as ListModels shows it. */

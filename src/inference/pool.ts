@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { BroadcastChannel } from "node:worker_threads";
 import { Piscina } from "piscina";
 import { EmbedderError } from "../domain/errors.js";
-import type { CrashTask, InferenceResult, InferenceTask } from "./task.js";
+import type { InferenceResult, InferenceTask } from "./task.js";
 
 /** Options of the inference pool. */
 export interface InferencePoolOptions {
@@ -10,6 +10,12 @@ export interface InferencePoolOptions {
   threads: number;
   /** Told when a worker died unexpectedly (piscina starts a replacement). */
   onWorkerLost?: (error: Error) => void;
+  /**
+   * File URL of the module each worker thread loads, whose default export runs an
+   * `InferenceTask`; default the built-in ONNX Runtime worker. Another module can wrap that
+   * worker, e.g. a test's that makes a thread exit as a crashed worker would.
+   */
+  workerModule?: string;
 }
 
 /** Worker counts for health. */
@@ -36,19 +42,24 @@ export interface InferencePool {
    * unloaded); a session busy with a batch closes when the batch ends.
    */
   releaseModel(dir: string): void;
-  /** Test hook: one worker thread exits between inference runs, as a crashed worker would. */
-  terminateOneWorker(): Promise<void>;
   close(): Promise<void>;
 }
+
+/**
+ * The built-in worker as piscina loads it, with Node's own loader: compiled (dist/), `worker.js`
+ * itself; run from the TypeScript sources (vitest, tsx), `worker-entry.mjs`, which registers tsx
+ * first because that loader cannot read TypeScript.
+ */
+const BUILTIN_WORKER_MODULE = new URL(import.meta.url.endsWith(".ts") ? "./worker-entry.mjs" : "./worker.js", import.meta.url).href;
 
 /** Creates the piscina pool; threads start eagerly so the first request does not pay for them. */
 export function createInferencePool(options: InferencePoolOptions): InferencePool {
   const sessionChannelName = `sutra-sessions-${randomUUID()}`;
   const sessionChannel = new BroadcastChannel(sessionChannelName);
   sessionChannel.unref();
-  const pool = new Piscina<InferenceTask | CrashTask, InferenceResult>({
+  const pool = new Piscina<InferenceTask, InferenceResult>({
     workerData: { sessionChannel: sessionChannelName },
-    filename: new URL("./worker-entry.mjs", import.meta.url).href,
+    filename: options.workerModule ?? BUILTIN_WORKER_MODULE,
     minThreads: options.threads,
     maxThreads: options.threads,
     idleTimeout: Number.POSITIVE_INFINITY,
@@ -79,9 +90,6 @@ export function createInferencePool(options: InferencePoolOptions): InferencePoo
     workers: () => ({ ready: pool.threads.length, total: options.threads, replaced, lastLostAt }),
     releaseModel(dir) {
       sessionChannel.postMessage({ release: dir });
-    },
-    async terminateOneWorker() {
-      await pool.run({ crash: true }).catch(() => undefined);
     },
     async close() {
       closing = true;

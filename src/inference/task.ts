@@ -35,11 +35,3 @@ export interface InferenceResult {
   /** The execution provider the session really uses. */
   executionProvider: string;
 }
-
-/**
- * Test hook: a worker that receives it exits its thread at once, as a crashed worker would,
- * between inference runs (a thread terminated inside onnxruntime would abort the process).
- */
-export interface CrashTask {
-  crash: true;
-}

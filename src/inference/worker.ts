@@ -3,7 +3,7 @@ import * as ort from "onnxruntime-node";
 import { BroadcastChannel, workerData } from "node:worker_threads";
 import { move, transferableSymbol, valueSymbol } from "piscina";
 import { poolTokens } from "./pooling.js";
-import type { CrashTask, InferenceResult, InferenceTask, SessionSettings } from "./task.js";
+import type { InferenceResult, InferenceTask, SessionSettings } from "./task.js";
 
 interface OpenSession {
   session: ort.InferenceSession;
@@ -83,8 +83,7 @@ function sessionFor(modelFile: string, settings: SessionSettings): Promise<OpenS
  * inputs, pools token outputs with the attention mask, and returns the vectors
  * as a transferred Float32Array. Output tensors are released before returning.
  */
-async function runTask(task: InferenceTask | CrashTask): Promise<InferenceResult> {
-  if ("crash" in task) process.exit(1);
+async function runTask(task: InferenceTask): Promise<InferenceResult> {
   const open = await sessionFor(task.modelFile, task.settings);
   const { session, executionProvider } = open;
   const feeds: Record<string, ort.Tensor> = {};

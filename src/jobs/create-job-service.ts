@@ -16,7 +16,7 @@ import { JobStoreError } from "./job-store.js";
 import type { JobStore, StoredDocument, StoredJob } from "./job-store.js";
 import { planChunking } from "./plan-chunking.js";
 
-/** Limits of DESIGN section 9b and 10 on jobs. */
+/** Limits on jobs, per job and per principal (docs/JOBS.md, "Configuration"). */
 export interface JobLimits {
   /** Most documents in one job. */
   maxDocuments: number;
@@ -83,7 +83,7 @@ const STORE_FAILURES: { readonly [K in JobStoreError["kind"]]: { code: string; m
 };
 
 /**
- * Creates the document-job service (DESIGN section 9b). A job is validated and
+ * Creates the document-job service (docs/JOBS.md). A job is validated and
  * stored at creation (documents, options, chunking), then run in the
  * background: its documents are cut into chunks (chunkDocument, sized by
  * planChunking on the target model's tokenizer) and the chunks are stored;

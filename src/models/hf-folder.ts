@@ -5,7 +5,7 @@ import { MANIFEST_FILE, type ModelManifest, type Pooling } from "./manifest.js";
 import { sha256File } from "./verify-files.js";
 
 /**
- * Hugging Face sentence-transformers folders (DESIGN section 5) as our manifest sees them. A folder
+ * Hugging Face sentence-transformers folders (docs/MODELS.md, "Model folders") as our manifest sees them. A folder
  * with `tokenizer.json` and `onnx/model.onnx` (or `model.onnx`) loads as it is: `config.json`,
  * `modules.json`, `sentence_bert_config.json`, the pooling module's `config.json` and
  * `config_sentence_transformers.json` (prompts) say the rest. Downloads get a `sutra-model.json`

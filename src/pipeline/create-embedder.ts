@@ -43,7 +43,7 @@ export interface EmbedderDeps {
   metrics: Metrics;
   /** Embedding cache (hits skip tokenization and inference); absent = off. */
   cache?: EmbeddingCache;
-  /** Upstream providers (gateway mode, DESIGN section 9); absent = local models only. */
+  /** Upstream providers (gateway mode, docs/PROVIDERS.md); absent = local models only. */
   providers?: ProviderGateway;
 }
 

@@ -1,7 +1,7 @@
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
+import { PACKAGE_ROOT } from "../package-root.js";
 
 /** The page and its script, as the server sends them. */
 export interface PlaygroundBundle {
@@ -9,10 +9,11 @@ export interface PlaygroundBundle {
   script: string;
 }
 
-const SOURCE_DIR = fileURLToPath(new URL("./", import.meta.url));
+/** The page's sources (`index.html`, `main.ts`), read from src/ also when the server runs compiled. */
+const SOURCE_DIR = join(PACKAGE_ROOT, "src", "playground");
 
 /** Where `npm ci` (the `prepare` script) leaves the built page: `build/playground/`. */
-export const PLAYGROUND_BUILD_DIR = fileURLToPath(new URL("../../build/playground/", import.meta.url));
+export const PLAYGROUND_BUILD_DIR = join(PACKAGE_ROOT, "build", "playground");
 
 /**
  * Bundles the playground with esbuild, in memory: `main.ts` with the SDK's

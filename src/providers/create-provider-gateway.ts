@@ -33,7 +33,7 @@ export interface ProviderBreakerView extends BreakerSnapshot {
 }
 
 /**
- * The upstream providers of gateway mode (DESIGN section 9), plugged in at the
+ * The upstream providers of gateway mode (docs/PROVIDERS.md), plugged in at the
  * pipeline's model seam: `route` decides whether a request is local or for a
  * provider, `embed` runs a provider request with client-side limits,
  * retries, the breaker and fallback.

@@ -3,7 +3,7 @@ import type { Metrics } from "../observability/metrics.js";
 import { createProviderGateway, type ProviderGateway } from "./create-provider-gateway.js";
 import { loadProvidersFile, parseFallbackChain } from "./provider-config.js";
 
-/** The serve settings of gateway mode (DESIGN section 11). */
+/** The serve settings of gateway mode (`SUTRA_PROVIDERS_FILE`, `EMBEDDINGS_FALLBACK_CHAIN`, `SUTRA_PROVIDER_ALLOWLIST`; docs/PROVIDERS.md). */
 export interface ProviderSettings {
   /** `SUTRA_PROVIDERS_FILE`. */
   providersFile?: string;

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 
-/** Kinds of upstream a provider speaks (DESIGN section 9); `local` is the server's own ONNX models. */
+/** Kinds of upstream a provider speaks (docs/PROVIDERS.md); `local` is the server's own ONNX models. */
 export const PROVIDER_TYPES = ["openai-compatible", "tei", "hf-inference", "local"] as const;
 
 /** A provider kind. */
@@ -79,7 +79,7 @@ const NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/i;
 
 /**
  * Reads and checks a providers file (YAML, or JSON by its `.json` extension;
- * DESIGN section 9), reading each key from its env var. Throws an Error that
+ * the format is in docs/PROVIDERS.md), reading each key from its env var. Throws an Error that
  * names the file and the offending field (never a key's value): unknown
  * fields, bad types, duplicate names, a chain naming an unknown provider, or an
  * `api_key_env` that is not set.

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createNodeClient } from "../../src/client/node.js";
 import { MANIFEST_FILE } from "../../src/models/manifest.js";
-import { writeTinyBertModel } from "../../src/onnx/tiny-models.js";
+import { writeTinyBertModel } from "../support/tiny-models.js";
 import { filesOfFolder, startFakeHub, type FakeHub } from "../support/fake-hub.js";
 import { startRealService, type RunningService } from "../support/real-service.js";
 
@@ -82,7 +82,7 @@ describe("sutra jobs, models and health (CLI) against a real service", () => {
     expect(rows).toHaveLength(Number(job.totalChunks));
     expect(rows[0]).toMatchObject({ document_id: "short", chunk_index: 0, text: "A short document.", metadata: { source: "cli-test" } });
     expect(rows.filter((row) => row.document_id === "long").map((row) => row.chunk_index)).toEqual(Array.from({ length: rows.length - 1 }, (_, index) => index));
-    // A chunk's vector is the chunk text's vector (within the batch-invariance bar of DESIGN section 7).
+    // A chunk's vector is the chunk text's vector (within the batch-invariance bar, 1e-6).
     const client = createNodeClient({ baseUrl: running.baseUrl });
     const direct = await client.embed({ texts: [rows[0].text] });
     client.close();

@@ -122,7 +122,7 @@ describe("sutra embed (CLI) against a real service", () => {
     expect(records.map((record) => record.id)).toEqual(Array.from({ length: 5000 }, (_, index) => `doc-${index}`));
     expect(records.every((record) => record.embedding.length === 512)).toBe(true);
     // At concurrency 4 the server may batch a text with other requests' texts, which moves its
-    // vector by up to the service's batch-invariance bar (1e-6, DESIGN section 7); two uninterrupted
+    // vector by up to the service's batch-invariance bar (1e-6, BATCH_INVARIANCE_TOLERANCE); two uninterrupted
     // runs differ the same way. Everything else is byte-identical.
     const reference = readFileSync(whole, "utf8").trimEnd().split("\n").map((line) => JSON.parse(line) as { id: string; embedding: number[] });
     const withoutVectors = (rows: typeof records): string => JSON.stringify(rows.map((row) => ({ ...row, embedding: row.embedding.length })));

@@ -5,6 +5,7 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EmbedderService } from "../../gen/sutra/embedder/v1/embedder_pb.js";
 import { encodeEmbedding, packSignBits } from "../../src/postprocess/encode-embedding.js";
+import { CRASHING_WORKER_MODULE, crashOneWorker } from "../support/crashing-worker.js";
 import { startRealService, type RunningService } from "../support/real-service.js";
 
 const postJson = async (baseUrl: string, body: unknown, signal?: AbortSignal) => {
@@ -109,12 +110,12 @@ describe("engine on the real model", () => {
   });
 
   it("keeps serving when a worker dies mid-load: requests complete or fail WORKER_FAILED, health recovers", async () => {
-    const relaxed = await startRealService({ maxQueue: 10_000 });
+    const relaxed = await startRealService({ maxQueue: 10_000 }, undefined, { workerModule: CRASHING_WORKER_MODULE });
     try {
       const requests = Array.from({ length: 24 }, (_, index) =>
         postJson(relaxed.baseUrl, { texts: Array.from({ length: 8 }, (_, row) => longText(index * 8 + row)) }));
       await new Promise((resolve) => setTimeout(resolve, 50));
-      await relaxed.service.pool.terminateOneWorker();
+      await crashOneWorker(relaxed.service.pool);
       const during = await health(relaxed.baseUrl);
       const outcomes = await Promise.all(requests);
       for (const outcome of outcomes) {

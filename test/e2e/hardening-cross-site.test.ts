@@ -19,7 +19,7 @@ import type { CreateJobInput, JobService } from "../../src/domain/jobs.js";
 import type { ModelDownloadStatus } from "../../src/domain/types.js";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
-import { createFakeEmbedder, startTestServer, type FakeEmbedder, type TestServer } from "./transport-fixtures.js";
+import { createFakeEmbedder, DEFAULT_SERVE_CONNECTION_LIMITS, startTestServer, type FakeEmbedder, type TestServer } from "./transport-fixtures.js";
 
 /**
  * Cross-site requests and DNS rebinding: content types a JSON route does not
@@ -283,9 +283,9 @@ describe("Host names with auth none: 421 for a name that is neither loopback nor
     expect((await request(server.port, { path: "/v1/models", headers: { host: `[fd00::7]:${server.port}` } })).status).toBe(200);
     expect((await request(server.port, { path: "/v1/models", headers: { host: FOREIGN_HOST } })).status).toBe(421);
     const silent = pino({ level: "silent" });
-    const limits = { maxInputs: 8, maxBodyBytes: 1024 };
-    expect(() => createServer({ embedder: createFakeEmbedder(), logger: silent, limits, origins: { allowedHosts: ["http://embed.internal"] } })).toThrow(/SUTRA_ALLOWED_HOSTS/);
-    expect(() => createServer({ embedder: createFakeEmbedder(), logger: silent, limits, origins: { corsOrigins: ["*"] } })).toThrow(/SUTRA_CORS_ORIGINS/);
+    const deps = { embedder: createFakeEmbedder(), logger: silent, limits: { maxInputs: 8, maxBodyBytes: 1024 }, connectionLimits: DEFAULT_SERVE_CONNECTION_LIMITS };
+    expect(() => createServer({ ...deps, origins: { allowedHosts: ["http://embed.internal"] } })).toThrow(/SUTRA_ALLOWED_HOSTS/);
+    expect(() => createServer({ ...deps, origins: { corsOrigins: ["*"] } })).toThrow(/SUTRA_CORS_ORIGINS/);
   });
 
   it("with auth api-key the Host is not checked: the key is the defence", async () => {

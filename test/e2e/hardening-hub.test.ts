@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { writeTinyBertModel } from "../../src/onnx/tiny-models.js";
+import { writeTinyBertModel } from "../support/tiny-models.js";
 import { filesOfFolder, startFakeHub, type FakeHub, type FakeHubFile } from "../support/fake-hub.js";
 import { startRealService, type RunningService } from "../support/real-service.js";
 

@@ -2,12 +2,16 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { checkJobResults, floats, jobClient, jobDocuments, type JobJson } from "../support/job-documents.js";
 
-/** `sutra serve` in a child process of its own process group, with its JSON log lines. */
+/** The CLI's entry point; it runs the compiled JavaScript in dist/ (`npm test` compiles first). */
+const SUTRA = fileURLToPath(new URL("../../bin/sutra.mjs", import.meta.url));
+
+/** `sutra serve` (compiled, with plain node) in a child process of its own process group, with its JSON log lines. */
 function startServer(dataDir: string): { child: ChildProcess; port: Promise<number>; loaded: Promise<void>; exited: Promise<void>; lines: Array<Record<string, unknown>> } {
-  const child = spawn("npx", ["tsx", "src/cli/main.ts", "serve", "--port", "0", "--log-level", "info"], {
+  const child = spawn(process.execPath, [SUTRA, "serve", "--port", "0", "--log-level", "info"], {
     cwd: process.cwd(),
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,

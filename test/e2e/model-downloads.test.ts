@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MANIFEST_FILE, type ModelManifest } from "../../src/models/manifest.js";
-import { writeTinyBertModel } from "../../src/onnx/tiny-models.js";
+import { writeTinyBertModel } from "../support/tiny-models.js";
 import { filesOfFolder, startFakeHub, type FakeHub, type FakeHubFile } from "../support/fake-hub.js";
 import { startRealService, type RunningService } from "../support/real-service.js";
 

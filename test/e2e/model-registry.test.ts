@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { resolveHardwareProfile } from "../../src/inference/hardware-profile.js";
 import { describeSentenceTransformersFolder, hashFolder, writeManifest } from "../../src/models/hf-folder.js";
 import { createVariantPreparer } from "../../src/models/hub/prepare-variants.js";
-import { writeTinyBertModel } from "../../src/onnx/tiny-models.js";
+import { writeTinyBertModel } from "../support/tiny-models.js";
 import { startRealService, type RunningService } from "../support/real-service.js";
 
 /**

@@ -3,7 +3,8 @@ import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
 import { createServer } from "../../src/api/create-server.js";
-import type { ServerDeps } from "../../src/api/create-server.js";
+import type { ConnectionLimits, ServerDeps } from "../../src/api/create-server.js";
+import { connectionLimitsOf, serveDefaults } from "../../src/cli/serve-options.js";
 import { EmbedderError, ERROR_REASONS } from "../../src/domain/errors.js";
 import type { ErrorReason } from "../../src/domain/errors.js";
 import type {
@@ -206,8 +207,17 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-/** Starts createServer on 127.0.0.1, port 0, with the fake embedder and small limits. */
-export async function startTestServer(overrides: Partial<ServerDeps> = {}): Promise<TestServer> {
+/** Settings of a test server: any of createServer's, the connection limits one by one. */
+export type TestServerOverrides = Omit<Partial<ServerDeps>, "connectionLimits"> & { connectionLimits?: Partial<ConnectionLimits> };
+
+/** The connection limits `sutra serve` has by default. */
+export const DEFAULT_SERVE_CONNECTION_LIMITS: ConnectionLimits = connectionLimitsOf(serveDefaults());
+
+/**
+ * Starts createServer on 127.0.0.1, port 0, with the fake embedder, small limits and the
+ * connection limits of `sutra serve` (each replaced by `overrides.connectionLimits`).
+ */
+export async function startTestServer(overrides: TestServerOverrides = {}): Promise<TestServer> {
   const embedder = createFakeEmbedder();
   const server = createServer({
     embedder,
@@ -215,6 +225,7 @@ export async function startTestServer(overrides: Partial<ServerDeps> = {}): Prom
     limits: { maxInputs: 2048, maxBodyBytes: 1024 * 1024 },
     healthPollMs: 50,
     ...overrides,
+    connectionLimits: { ...DEFAULT_SERVE_CONNECTION_LIMITS, ...overrides.connectionLimits },
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;

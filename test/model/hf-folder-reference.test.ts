@@ -5,7 +5,7 @@ import { Tokenizer } from "@huggingface/tokenizers";
 import * as ort from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_TASK_PRESETS } from "../../src/models/task-presets.js";
-import { writeTinyBertModel, writeTinyDecoderModel } from "../../src/onnx/tiny-models.js";
+import { writeTinyBertModel, writeTinyDecoderModel } from "../support/tiny-models.js";
 import { startRealService, type RunningService } from "../support/real-service.js";
 
 /**

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
 import * as ort from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { paddedFeeds, writeTinyBertModel, writeTinyDecoderModel, type TinyModelInfo } from "../../src/onnx/tiny-models.js";
+import { paddedFeeds, writeTinyBertModel, writeTinyDecoderModel, type TinyModelInfo } from "../support/tiny-models.js";
 
 const readJson = async (dir: string, file: string) => JSON.parse(await readFile(join(dir, file), "utf8"));
 

@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Command } from "commander";
-import { buildService, type Service } from "../../src/cli/build-service.js";
+import { buildService, type BuildServiceOptions, type Service } from "../../src/cli/build-service.js";
 import { addServeOptions, readServeConfig, type ServeConfig } from "../../src/cli/serve-options.js";
 import { createLogger, type Logger } from "../../src/observability/logger.js";
 
@@ -26,9 +26,10 @@ function defaultServeConfig(): ServeConfig {
 /**
  * Builds and starts the whole service on 127.0.0.1 port 0 with an empty models
  * folder (the built-in default model must still serve). `overrides` replace
- * settings of `sutra serve`; `logger` replaces the silent default (to read logs).
+ * settings of `sutra serve`; `logger` replaces the silent default (to read logs); `build`
+ * changes how the service is put together (e.g. the inference worker module).
  */
-export async function startRealService(overrides: Partial<ServeConfig> = {}, logger?: Logger): Promise<RunningService> {
+export async function startRealService(overrides: Partial<ServeConfig> = {}, logger?: Logger, build: BuildServiceOptions = {}): Promise<RunningService> {
   const config: ServeConfig = {
     ...defaultServeConfig(),
     host: "127.0.0.1",
@@ -39,7 +40,7 @@ export async function startRealService(overrides: Partial<ServeConfig> = {}, log
     dataDir: "",
     ...overrides,
   };
-  const service = await buildService(config, logger ?? createLogger(config.logLevel));
+  const service = await buildService(config, logger ?? createLogger(config.logLevel), build);
   await new Promise<void>((resolve) => service.server.listen(0, "127.0.0.1", resolve));
   await service.start();
   const { port } = service.server.address() as AddressInfo;

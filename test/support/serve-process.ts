@@ -1,4 +1,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+/** The CLI's entry point; it runs the compiled JavaScript in dist/ (`npm test` compiles first). */
+const SUTRA = fileURLToPath(new URL("../../bin/sutra.mjs", import.meta.url));
 
 /** One JSON log line of `sutra serve`. */
 export interface LogLine {
@@ -20,15 +24,16 @@ export interface ServeProcess {
 }
 
 /**
- * Starts `sutra serve` on 127.0.0.1 port 0 with node itself (as an operator
- * starts it, without a wrapper such as npx that relays signals), with JSON log
- * lines at level info and an empty models folder (the built default model
- * serves). The child leads its own process group, so a test signals it as a
- * whole with {@link signalGroup}, as a terminal, systemd or a container runtime
- * with an init process does.
+ * Starts `sutra serve` on 127.0.0.1 port 0 from the compiled build
+ * (`node bin/sutra.mjs`, as an operator or the image starts it, without a
+ * wrapper such as npx that relays signals), with JSON log lines at level info
+ * and an empty models folder (the built default model serves). The child
+ * leads its own process group, so a test signals it as a whole with
+ * {@link signalGroup}, as a terminal, systemd or a container runtime with an
+ * init process does.
  */
 export function startServeProcess(extraArgs: readonly string[] = []): ServeProcess {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve", "--port", "0", "--log-level", "info", ...extraArgs], {
+  const child = spawn(process.execPath, [SUTRA, "serve", "--port", "0", "--log-level", "info", ...extraArgs], {
     cwd: process.cwd(),
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,

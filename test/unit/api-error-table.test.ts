@@ -7,8 +7,8 @@ import { EmbedderError, ERROR_REASONS } from "../../src/domain/errors.js";
 import type { ErrorReason } from "../../src/domain/errors.js";
 import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 
-/** DESIGN section 4's table, spelled out a second time so a change to either side is caught. */
-const DESIGN_TABLE: Record<ErrorReason, [Code, number]> = {
+/** The documented error table (docs/ERRORS.md), spelled out a second time so a change to either side is caught. */
+const DOCUMENTED_TABLE: Record<ErrorReason, [Code, number]> = {
   EMPTY_INPUT: [Code.InvalidArgument, 400],
   TOO_MANY_INPUTS: [Code.InvalidArgument, 400],
   INVALID_DIMENSIONS: [Code.InvalidArgument, 400],
@@ -46,8 +46,8 @@ const GRPC_CODE_NAMES = [
 ];
 
 describe("error table", () => {
-  it.each(ERROR_REASONS)("maps %s to the code and HTTP status of DESIGN section 4", (reason) => {
-    const [code, status] = DESIGN_TABLE[reason];
+  it.each(ERROR_REASONS)("maps %s to the code and HTTP status of the documented error table (docs/ERRORS.md)", (reason) => {
+    const [code, status] = DOCUMENTED_TABLE[reason];
     expect(ERROR_TABLE[reason]).toEqual({ code, httpStatus: status });
   });
 

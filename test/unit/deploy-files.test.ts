@@ -67,9 +67,14 @@ describe("Dockerfile", () => {
       expect(ignored, path).not.toContain(path);
     }
     expect(stages.get("build")?.some((line) => line === "RUN npm run prepare")).toBe(true);
-    const scripts = (JSON.parse(read("package.json")) as { scripts: Record<string, string> }).scripts;
-    expect(scripts.prepare).toContain("scripts/build-default-model.ts");
-    expect(scripts.prepare).toContain("scripts/build-web.ts");
+    const { scripts, dependencies } = JSON.parse(read("package.json")) as { scripts: Record<string, string>; dependencies: Record<string, string> };
+    expect(scripts.prepare).toContain("scripts/build-dist.mjs");
+    expect(scripts.prepare).toContain("dist/scripts/build-default-model.js");
+    expect(scripts.prepare).toContain("dist/scripts/build-web.js");
+    // The build stage installs production dependencies only: prepare compiles with esbuild and runs plain node.
+    expect(scripts.prepare).not.toContain("tsx");
+    expect(dependencies).toHaveProperty("esbuild");
+    expect(dependencies).not.toHaveProperty("tsx");
   });
 });
 

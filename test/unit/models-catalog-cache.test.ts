@@ -8,7 +8,7 @@ import { isSafeRelativePath, planDownload, type HubSibling } from "../../src/mod
 import type { ModelManifest } from "../../src/models/manifest.js";
 import { createModelRegistry } from "../../src/models/registry.js";
 import { DEFAULT_TASK_PRESETS } from "../../src/models/task-presets.js";
-import { writeTinyBertModel, writeTinyDecoderModel } from "../../src/onnx/tiny-models.js";
+import { writeTinyBertModel, writeTinyDecoderModel } from "../support/tiny-models.js";
 import { prepareTexts } from "../../src/pipeline/prepare-texts.js";
 
 let root: string;

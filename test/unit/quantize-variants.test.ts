@@ -8,7 +8,7 @@ import { buildModel, encodeModel, readModel } from "../../src/onnx/model-io.js";
 import { buildPrecisionVariants, toManifestVariants, type VariantBuildResult } from "../../src/onnx/quantize/build-variants.js";
 import { collectCalibrationRows, judgeQuality, measureBatchDependence, type Feeds } from "../../src/onnx/quantize/quality-gate.js";
 import { DataType } from "../../src/onnx/tensor.js";
-import { paddedFeeds, writeTinyBertModel, writeTinyDecoderModel, type TinyModelInfo } from "../../src/onnx/tiny-models.js";
+import { paddedFeeds, writeTinyBertModel, writeTinyDecoderModel, type TinyModelInfo } from "../support/tiny-models.js";
 
 function randomSequences(count: number, vocabSize: number, seed: number, firstId = 5): number[][] {
   let state = seed;

@@ -19,7 +19,7 @@ afterEach(() => {
   for (const name of NAMES) delete process.env[name];
 });
 
-describe("serve options for auth, limits and aliases (DESIGN section 11 names)", () => {
+describe("serve options for auth, limits and aliases (the documented flag and env names)", () => {
   it("lists every setting in --help with its env name, and has safe defaults", () => {
     const { config, help } = parse([]);
     for (const name of NAMES) expect(help).toContain(`env: ${name}`);

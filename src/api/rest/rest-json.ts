@@ -182,7 +182,7 @@ function is64Bit(scalar: ScalarType): boolean {
 }
 
 /**
- * Renders a response message in the REST mapping of DESIGN section 4: proto
+ * Renders a response message in the REST mapping of docs/REST.md: proto
  * field names (snake_case), every field present (defaults included, so the
  * shape is stable), enum values as lowercase words ("int8", "auto", "loaded"),
  * 64-bit integers as JSON numbers when they are exact, and each

@@ -25,7 +25,7 @@ export interface RouteMatch {
 
 /**
  * The seed API's base path: every `/v1/...` route also answers under
- * `/api/v1/...` (DESIGN section 4, "Compatibility with the seed").
+ * `/api/v1/...`, the base path of the seed API's clients (docs/REST.md).
  */
 export const SEED_PATH_PREFIX = "/api";
 

@@ -17,7 +17,7 @@ export function openAiErrorType(status: number): string {
 }
 
 /**
- * Answers an HTTP request with the error envelope of DESIGN section 4,
+ * Answers an HTTP request with the error envelope of docs/ERRORS.md,
  * `{"error": {"code": "<reason>", "message", "details", "request_id"}}`, which
  * also carries OpenAI's `type` (from the status) and `param` (the offending
  * field, or null), so one envelope serves the REST routes and the OpenAI

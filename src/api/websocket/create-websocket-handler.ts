@@ -23,7 +23,7 @@ import {
   type ServerMessageType,
 } from "./websocket-messages.js";
 
-/** The WebSocket routes (DESIGN section 4): the route and its seed-API twin. */
+/** The WebSocket routes (docs/STREAMING.md): the route and its seed-API twin. */
 export const WEBSOCKET_PATHS: readonly string[] = ["/v1/embeddings/ws", "/api/v1/embeddings/ws"];
 
 /** Version of the message protocol of docs/STREAMING.md, told in the handshake. */

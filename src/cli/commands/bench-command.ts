@@ -1,8 +1,6 @@
 import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
-
-const PROJECT_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+import { PACKAGE_ROOT } from "../../package-root.js";
 
 /**
  * `sutra bench [options]`: runs the project's benchmark (`npm run bench`,
@@ -19,7 +17,7 @@ export function addBenchCommand(program: Command): Command {
     .allowUnknownOption()
     .helpOption("-h, --help", "show this help (bench/run.ts documents every option at its top)")
     .action(async (args: string[]) => {
-      const child = spawn(process.execPath, ["--import", "tsx", "bench/run.ts", ...args], { cwd: PROJECT_ROOT, stdio: "inherit" });
+      const child = spawn(process.execPath, ["--import", "tsx", "bench/run.ts", ...args], { cwd: PACKAGE_ROOT, stdio: "inherit" });
       const forward = (signal: NodeJS.Signals): void => {
         child.kill(signal);
       };

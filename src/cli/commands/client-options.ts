@@ -1,5 +1,5 @@
 import { Command, Option } from "commander";
-import { createNodeClient, type NodeProtocol, type NodeSutraClient } from "../../client/node.js";
+import type { NodeProtocol, NodeSutraClient } from "../../client/node.js";
 
 /** Settings every client command shares. */
 export interface ClientSettings {
@@ -34,8 +34,13 @@ export function addClientOptions(command: Command): Command {
     .addOption(new Option("--retries <n>", "attempts in all on retryable failures (OVERLOADED, RATE_LIMITED, SHUTTING_DOWN, ...)").default(5).argParser(positiveInteger));
 }
 
-/** The SDK client for a command's flags; `onRetry` hears every retry (the CLI logs them to stderr). */
-export function clientFromOptions(settings: ClientSettings, extra: { concurrency?: number; onRetry?: (line: string) => void } = {}): NodeSutraClient {
+/**
+ * The SDK client for a command's flags; `onRetry` hears every retry (the CLI logs them to stderr).
+ * The SDK (connect-node, protobuf-es, the generated services) is imported here, when a command
+ * runs, so `sutra --help` starts without it.
+ */
+export async function clientFromOptions(settings: ClientSettings, extra: { concurrency?: number; onRetry?: (line: string) => void } = {}): Promise<NodeSutraClient> {
+  const { createNodeClient } = await import("../../client/node.js");
   return createNodeClient({
     baseUrl: settings.server,
     protocol: settings.protocol,

@@ -2,7 +2,6 @@ import { Command, Option } from "commander";
 import { addClientOptions, clientFromOptions, positiveInteger, type ClientSettings } from "./client-options.js";
 import { DEDUP_MODES, type DedupMode } from "./embed/plan-batches.js";
 import { INPUT_FORMATS, type InputFormat } from "./embed/read-records.js";
-import { EmbedInterrupted, runEmbed } from "./embed/run-embed.js";
 
 interface EmbedFlags extends ClientSettings {
   output: string;
@@ -49,7 +48,8 @@ export function addEmbedCommand(program: Command): Command {
     .option("--prompt-name <name>", "the model's named prompt (e.g. query, document)", "")
     .option("--no-progress", "no progress bar");
   return addClientOptions(command).action(async (input: string, flags: EmbedFlags) => {
-    const client = clientFromOptions(flags, { onRetry: (line) => process.stderr.write(`sutra embed: ${line}\n`) });
+    const { EmbedInterrupted, runEmbed } = await import("./embed/run-embed.js");
+    const client = await clientFromOptions(flags, { onRetry: (line) => process.stderr.write(`sutra embed: ${line}\n`) });
     const stop = new AbortController();
     const onSignal = (signal: NodeJS.Signals): void => {
       if (stop.signal.aborted) process.exit(130);

@@ -1,6 +1,4 @@
-import { toJson } from "@bufbuild/protobuf";
 import type { Command } from "commander";
-import { errorReason, GetHealthResponseSchema, HealthStatus } from "../../client/index.js";
 import { addClientOptions, clientFromOptions, type ClientSettings } from "./client-options.js";
 
 /**
@@ -11,7 +9,8 @@ import { addClientOptions, clientFromOptions, type ClientSettings } from "./clie
 export function addHealthCommand(program: Command): Command {
   const command = program.command("health").description("print the server's health (exit 0 healthy or degraded, 1 unhealthy or unreachable)");
   return addClientOptions(command).action(async (flags: ClientSettings) => {
-    const client = clientFromOptions({ ...flags, retries: Math.min(flags.retries, 2) });
+    const [{ toJson }, { errorReason, GetHealthResponseSchema, HealthStatus }] = await Promise.all([import("@bufbuild/protobuf"), import("../../client/index.js")]);
+    const client = await clientFromOptions({ ...flags, retries: Math.min(flags.retries, 2) });
     try {
       const health = await client.getHealth();
       process.stdout.write(`${JSON.stringify(toJson(GetHealthResponseSchema, health), null, 2)}\n`);

@@ -1,21 +1,33 @@
 import { closeSync, openSync, readFileSync, writeSync } from "node:fs";
 import { basename, extname } from "node:path";
-import { toJson, type JsonObject } from "@bufbuild/protobuf";
+import type { JsonObject } from "@bufbuild/protobuf";
 import { Command, Option } from "commander";
 import cliProgress from "cli-progress";
-import { errorReason, JobSchema, JobStatus, type Job, type NodeSutraClient } from "../../client/node.js";
+import type { Job, JobStatus, NodeSutraClient } from "../../client/node.js";
 import { addClientOptions, clientFromOptions, positiveInteger, type ClientSettings } from "./client-options.js";
 import { formatFloat32 } from "./embed/write-output.js";
 
-/** Job statuses by their lowercase name, as flags and output spell them. */
-const STATUS_NAMES: Record<string, JobStatus> = {
-  queued: JobStatus.QUEUED,
-  running: JobStatus.RUNNING,
-  completed: JobStatus.COMPLETED,
-  failed: JobStatus.FAILED,
-  cancelled: JobStatus.CANCELLED,
-};
-const FINISHED = new Set([JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED]);
+/** Job statuses as flags and output spell them: JobStatus names in lowercase. */
+const STATUS_NAMES = ["queued", "running", "completed", "failed", "cancelled"];
+const FINISHED_NAMES = ["completed", "failed", "cancelled"];
+
+/**
+ * The SDK with protobuf-es, and what the subcommands build from them. Imported when a subcommand
+ * runs, not with the CLI, so `sutra --help` starts without them.
+ */
+async function loadSdk() {
+  const [{ toJson }, sdk] = await Promise.all([import("@bufbuild/protobuf"), import("../../client/node.js")]);
+  const statusOf = (name: string): JobStatus => sdk.JobStatus[name.toUpperCase() as keyof typeof sdk.JobStatus];
+  const finished = new Set(FINISHED_NAMES.map(statusOf));
+  /** A job as the CLI prints it: proto3 JSON with the status as a lowercase word. */
+  const jobJson = (job: Job): Record<string, unknown> => ({
+    ...(toJson(sdk.JobSchema, job) as Record<string, unknown>),
+    status: STATUS_NAMES.find((name) => statusOf(name) === job.status) ?? "unspecified",
+  });
+  return { ...sdk, statusOf, finished, jobJson };
+}
+
+type Sdk = Awaited<ReturnType<typeof loadSdk>>;
 
 /** A document of `jobs submit`. */
 interface SubmitDocument {
@@ -51,23 +63,18 @@ export function readJobDocuments(files: readonly string[], fields: { field: stri
   return files.map((file) => ({ id: basename(file), text: readFileSync(file, "utf8") }));
 }
 
-/** A job as the CLI prints it: proto3 JSON with the status as a lowercase word. */
-export function jobJson(job: Job): Record<string, unknown> {
-  const json = toJson(JobSchema, job) as Record<string, unknown>;
-  return { ...json, status: Object.keys(STATUS_NAMES).find((name) => STATUS_NAMES[name] === job.status) ?? "unspecified" };
-}
-
 const print = (value: unknown): void => {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 };
 
 /** Runs one job subcommand with its client, turning failures into a message on stderr and exit code 1. */
-async function withClient(flags: ClientSettings, name: string, body: (client: NodeSutraClient) => Promise<void>): Promise<void> {
-  const client = clientFromOptions(flags, { onRetry: (line) => process.stderr.write(`sutra jobs ${name}: ${line}\n`) });
+async function withClient(flags: ClientSettings, name: string, body: (client: NodeSutraClient, sdk: Sdk) => Promise<void>): Promise<void> {
+  const sdk = await loadSdk();
+  const client = await clientFromOptions(flags, { onRetry: (line) => process.stderr.write(`sutra jobs ${name}: ${line}\n`) });
   try {
-    await body(client);
+    await body(client, sdk);
   } catch (error) {
-    const reason = errorReason(error);
+    const reason = sdk.errorReason(error);
     process.stderr.write(`sutra jobs ${name}: ${error instanceof Error ? error.message : String(error)}${reason ? ` (${reason})` : ""}\n`);
     process.exitCode = 1;
   } finally {
@@ -76,7 +83,7 @@ async function withClient(flags: ClientSettings, name: string, body: (client: No
 }
 
 /** Polls a job until it finishes, with a progress bar over its chunks on stderr. */
-async function waitForJob(client: NodeSutraClient, job: Job, intervalMs: number): Promise<Job> {
+async function waitForJob(client: NodeSutraClient, job: Job, intervalMs: number, { finished, jobJson }: Sdk): Promise<Job> {
   const bar = new cliProgress.SingleBar(
     { stream: process.stderr, format: "job {id} {status} |{bar}| {percentage}% | {value}/{total} chunks | ETA {eta_formatted}", noTTYOutput: true, notTTYSchedule: 2000 },
     cliProgress.Presets.shades_classic,
@@ -84,7 +91,7 @@ async function waitForJob(client: NodeSutraClient, job: Job, intervalMs: number)
   bar.start(Math.max(1, Number(job.totalChunks)), Number(job.completedChunks), { id: job.id, status: jobJson(job).status });
   let current = job;
   try {
-    while (!FINISHED.has(current.status)) {
+    while (!finished.has(current.status)) {
       await new Promise((resolve) => setTimeout(resolve, intervalMs));
       current = await client.getJob(current.id);
       bar.setTotal(Math.max(1, Number(current.totalChunks)));
@@ -97,7 +104,7 @@ async function waitForJob(client: NodeSutraClient, job: Job, intervalMs: number)
 }
 
 /**
- * `sutra jobs submit|status|list|results|cancel`: document jobs (DESIGN 9b)
+ * `sutra jobs submit|status|list|results|cancel`: document jobs (docs/JOBS.md)
  * through the SDK. Jobs and their outputs print as JSON; `results` writes
  * JSONL, one chunk per line.
  */
@@ -121,7 +128,7 @@ export function addJobsCommand(program: Command): Command {
       .option("--wait", "wait for the job to finish, with a progress bar", false)
       .addOption(new Option("--poll-ms <ms>", "with --wait, how often to ask").default(1000).argParser(positiveInteger)),
   ).action(async (files: string[], flags: ClientSettings & Record<string, string | number | boolean>) =>
-    withClient(flags, "submit", async (client) => {
+    withClient(flags, "submit", async (client, sdk) => {
       const documents = readJobDocuments(files, { field: String(flags.field), idField: String(flags.idField), metadataField: String(flags.metadataField) });
       let job = await client.createJob({
         documents,
@@ -131,26 +138,26 @@ export function addJobsCommand(program: Command): Command {
         promptName: String(flags.promptName),
         chunking: { chunkSize: Number(flags.chunkSize), chunkOverlap: Number(flags.chunkOverlap) },
       });
-      if (flags.wait) job = await waitForJob(client, job, Number(flags.pollMs));
-      print(jobJson(job));
-      if (flags.wait && job.status !== JobStatus.COMPLETED) process.exitCode = 1;
+      if (flags.wait) job = await waitForJob(client, job, Number(flags.pollMs), sdk);
+      print(sdk.jobJson(job));
+      if (flags.wait && job.status !== sdk.JobStatus.COMPLETED) process.exitCode = 1;
     }),
   );
 
   addClientOptions(jobs.command("status").description("print a job's status, progress and counts").argument("<job-id>", "the job's id, as submit printed it")).action(
-    async (jobId: string, flags: ClientSettings) => withClient(flags, "status", async (client) => print(jobJson(await client.getJob(jobId)))),
+    async (jobId: string, flags: ClientSettings) => withClient(flags, "status", async (client, { jobJson }) => print(jobJson(await client.getJob(jobId)))),
   );
 
   addClientOptions(
     jobs
       .command("list")
       .description("list jobs, newest first")
-      .addOption(new Option("--status <status>", "only jobs in this status").choices(Object.keys(STATUS_NAMES)))
+      .addOption(new Option("--status <status>", "only jobs in this status").choices(STATUS_NAMES))
       .addOption(new Option("--limit <n>", "jobs per page").default(50).argParser(positiveInteger))
       .addOption(new Option("--offset <n>", "jobs to skip").default(0).argParser((value) => Number.parseInt(value, 10))),
   ).action(async (flags: ClientSettings & { status?: string; limit: number; offset: number }) =>
-    withClient(flags, "list", async (client) => {
-      const page = await client.listJobs({ status: flags.status ? STATUS_NAMES[flags.status] : JobStatus.UNSPECIFIED, limit: flags.limit, offset: flags.offset });
+    withClient(flags, "list", async (client, { jobJson, statusOf, JobStatus }) => {
+      const page = await client.listJobs({ status: flags.status ? statusOf(flags.status) : JobStatus.UNSPECIFIED, limit: flags.limit, offset: flags.offset });
       print({ jobs: page.jobs.map(jobJson), pagination: page.pagination ? { ...page.pagination } : undefined });
     }),
   );
@@ -191,7 +198,7 @@ export function addJobsCommand(program: Command): Command {
   );
 
   addClientOptions(jobs.command("cancel").description("cancel a queued or running job (a finished job is left as it is)").argument("<job-id>", "the job's id, as submit printed it")).action(
-    async (jobId: string, flags: ClientSettings) => withClient(flags, "cancel", async (client) => print(jobJson(await client.cancelJob(jobId)))),
+    async (jobId: string, flags: ClientSettings) => withClient(flags, "cancel", async (client, { jobJson }) => print(jobJson(await client.cancelJob(jobId)))),
   );
   return jobs;
 }

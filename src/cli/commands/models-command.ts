@@ -1,20 +1,32 @@
 import { join, resolve } from "node:path";
 import { Command, Option } from "commander";
 import cliProgress from "cli-progress";
-import { toJson } from "@bufbuild/protobuf";
-import { errorReason, HardwareProfile, ModelSchema, ModelStatus, type Model, type NodeSutraClient } from "../../client/node.js";
+import type { Model, NodeSutraClient } from "../../client/node.js";
+import type { HardwareProfileName } from "../../domain/types.js";
 import { describeSentenceTransformersFolder, hashFolder, writeManifest } from "../../models/hf-folder.js";
-import { BUILTIN_MODELS_DIR } from "../../models/builtin.js";
-import { createVariantPreparer } from "../../models/hub/prepare-variants.js";
+import { BUILTIN_MODELS_DIR, DEFAULT_MODEL_ID } from "../../models/builtin.js";
 import type { VariantLogger } from "../../onnx/quantize/build-variants.js";
-import { USE_LITE_MODEL_ID, buildUseLiteFolder } from "../../models/use-lite/build-folder.js";
 import { addClientOptions, clientFromOptions, positiveInteger, type ClientSettings } from "./client-options.js";
 
-const statusName = (status: ModelStatus): string => ModelStatus[status]?.toLowerCase() ?? "unspecified";
-const PROFILES = Object.keys(HardwareProfile).filter((name) => Number.isNaN(Number(name)) && name !== "UNSPECIFIED").map((name) => name.toLowerCase());
+/**
+ * `models list --profile` choices: the HardwareProfile names in lowercase, listed here so that
+ * `sutra --help` need not load the generated service (a test checks they match the enum).
+ */
+export const PROFILE_CHOICES: HardwareProfileName[] = ["auto", "minimal", "low", "medium", "high", "extreme", "desktop", "server", "h100"];
+
+/**
+ * The SDK with protobuf-es, imported when a subcommand runs, not with the CLI, so `sutra --help`
+ * starts without them.
+ */
+async function loadSdk() {
+  const [{ toJson }, sdk] = await Promise.all([import("@bufbuild/protobuf"), import("../../client/node.js")]);
+  return { ...sdk, toJson, statusName: (status: Model["status"]): string => sdk.ModelStatus[status]?.toLowerCase() ?? "unspecified" };
+}
+
+type Sdk = Awaited<ReturnType<typeof loadSdk>>;
 
 /** One line of `models list`: id, status, dimensions, size, score, precisions. */
-function modelRow(model: Model): string[] {
+function modelRow(model: Model, { statusName }: Sdk): string[] {
   return [
     model.id,
     statusName(model.status),
@@ -32,12 +44,13 @@ function table(header: string[], rows: string[][]): string {
   return [header, ...rows].map((row) => row.map((cell, column) => cell.padEnd(widths[column])).join("  ").trimEnd()).join("\n");
 }
 
-async function withClient(flags: ClientSettings, name: string, body: (client: NodeSutraClient) => Promise<void>): Promise<void> {
-  const client = clientFromOptions(flags, { onRetry: (line) => process.stderr.write(`sutra models ${name}: ${line}\n`) });
+async function withClient(flags: ClientSettings, name: string, body: (client: NodeSutraClient, sdk: Sdk) => Promise<void>): Promise<void> {
+  const sdk = await loadSdk();
+  const client = await clientFromOptions(flags, { onRetry: (line) => process.stderr.write(`sutra models ${name}: ${line}\n`) });
   try {
-    await body(client);
+    await body(client, sdk);
   } catch (error) {
-    const reason = errorReason(error);
+    const reason = sdk.errorReason(error);
     process.stderr.write(`sutra models ${name}: ${error instanceof Error ? error.message : String(error)}${reason ? ` (${reason})` : ""}\n`);
     process.exitCode = 1;
   } finally {
@@ -60,17 +73,18 @@ export function addModelsCommand(program: Command): Command {
       .command("list")
       .description("list served, downloaded and catalog models with their status")
       .addOption(new Option("--dimensions <n>", "only models that give this size (native or Matryoshka)").argParser(positiveInteger))
-      .addOption(new Option("--profile <name>", "only models suited to this hardware profile").choices(PROFILES))
+      .addOption(new Option("--profile <name>", "only models suited to this hardware profile").choices(PROFILE_CHOICES))
       .option("--json", "print JSON instead of a table", false),
   ).action(async (flags: ClientSettings & { dimensions?: number; profile?: string; json: boolean }) =>
-    withClient(flags, "list", async (client) => {
+    withClient(flags, "list", async (client, sdk) => {
+      const { HardwareProfile, ModelSchema, toJson } = sdk;
       const profile = flags.profile ? HardwareProfile[flags.profile.toUpperCase() as keyof typeof HardwareProfile] : HardwareProfile.UNSPECIFIED;
       const { models: list } = await client.listModels({ dimensions: flags.dimensions ?? 0, hardwareProfile: profile });
       if (flags.json) {
         process.stdout.write(`${JSON.stringify(list.map((model) => toJson(ModelSchema, model)), null, 2)}\n`);
         return;
       }
-      process.stdout.write(`${table(["ID", "STATUS", "DIMS", "SIZE", "SCORE", "PRECISIONS", "ALIASES"], list.map(modelRow))}\n`);
+      process.stdout.write(`${table(["ID", "STATUS", "DIMS", "SIZE", "SCORE", "PRECISIONS", "ALIASES"], list.map((model) => modelRow(model, sdk)))}\n`);
     }),
   );
 
@@ -83,9 +97,9 @@ export function addModelsCommand(program: Command): Command {
       .option("--no-wait", "start the download and return")
       .addOption(new Option("--poll-ms <ms>", "how often to ask for progress").default(1000).argParser(positiveInteger)),
   ).action(async (modelId: string, flags: ClientSettings & { revision: string; wait: boolean; pollMs: number }) =>
-    withClient(flags, "download", async (client) => {
+    withClient(flags, "download", async (client, { ModelStatus, statusName }) => {
       let state = await client.downloadModel(modelId, flags.revision);
-      const finished = (status: ModelStatus): boolean => status === ModelStatus.READY || status === ModelStatus.LOADED || status === ModelStatus.FAILED;
+      const finished = (status: Model["status"]): boolean => status === ModelStatus.READY || status === ModelStatus.LOADED || status === ModelStatus.FAILED;
       if (flags.wait && !finished(state.status)) {
         const bar = new cliProgress.SingleBar(
           { stream: process.stderr, format: `${modelId} |{bar}| {percentage}% | {phase} | ETA {eta}s`, noTTYOutput: true, notTTYSchedule: 2000 },
@@ -114,7 +128,7 @@ export function addModelsCommand(program: Command): Command {
     .description("build a model folder locally: with no folder, the built-in default model (USE-Lite to ONNX, as npm ci does); with a sentence-transformers folder, its fp16/int8/int4 variants (each kept only if it passes its quality gate) and sutra-model.json")
     .argument("[folder]", "a sentence-transformers folder with onnx/model.onnx and tokenizer.json")
     .option("--id <model-id>", "the folder's model id (default: read from the folder name)")
-    .addOption(new Option("--out <dir>", "where the default model is built").default(join(BUILTIN_MODELS_DIR, USE_LITE_MODEL_ID), `build/models/${USE_LITE_MODEL_ID} in the project`))
+    .addOption(new Option("--out <dir>", "where the default model is built").default(join(BUILTIN_MODELS_DIR, DEFAULT_MODEL_ID), `build/models/${DEFAULT_MODEL_ID} in the project`))
     .option("--force", "rebuild the default model even when it is current", false)
     .action(async (folder: string | undefined, flags: { id?: string; out: string; force: boolean }) => {
       const logger: VariantLogger = {
@@ -123,12 +137,15 @@ export function addModelsCommand(program: Command): Command {
         warn: (details: { precision?: string; reason?: string }, message) =>
           process.stderr.write(`sutra models build: ${details.precision ?? ""} ${message}${details.reason ? `: ${details.reason}` : ""}\n`),
       };
+      // The converter and ONNX Runtime load only when a build runs, so `sutra --help` starts without them.
       try {
         if (folder === undefined) {
+          const { buildUseLiteFolder } = await import("../../models/use-lite/build-folder.js");
           const result = await buildUseLiteFolder({ outDir: resolve(flags.out), force: flags.force, logger });
-          process.stdout.write(`${JSON.stringify({ model_id: USE_LITE_MODEL_ID, folder: resolve(flags.out), skipped: result.skipped, files: Object.keys(result.manifest.files), elapsed_ms: Math.round(result.elapsedMs) }, null, 2)}\n`);
+          process.stdout.write(`${JSON.stringify({ model_id: DEFAULT_MODEL_ID, folder: resolve(flags.out), skipped: result.skipped, files: Object.keys(result.manifest.files), elapsed_ms: Math.round(result.elapsedMs) }, null, 2)}\n`);
           return;
         }
+        const { createVariantPreparer } = await import("../../models/hub/prepare-variants.js");
         const dir = resolve(folder);
         let manifest = await describeSentenceTransformersFolder(dir, flags.id ? { id: flags.id } : {});
         manifest = await createVariantPreparer(logger)(dir, manifest);

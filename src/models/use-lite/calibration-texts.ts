@@ -1,6 +1,6 @@
 /**
  * The calibration set the precision variants of the default model are judged on at build time
- * (DESIGN section 7): varied lengths from one word to past the 128-token window, several
+ * (docs/DEFAULT-MODEL.md): varied lengths from one word to past the 128-token window, several
  * scripts, punctuation and emoji. Kept apart from the test fixtures, so tests judge the
  * variants on texts the gate never saw.
  */

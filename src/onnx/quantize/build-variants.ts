@@ -19,7 +19,7 @@ import {
   type VariantPrecision,
 } from "./quality-gate.js";
 
-/** File name of each variant, written next to the fp32 file (DESIGN section 5). */
+/** File name of each variant, written next to the fp32 file (the model folder of docs/MODELS.md). */
 export const VARIANT_FILES: Readonly<Record<VariantPrecision, string>> = {
   fp16: "model_fp16.onnx",
   int8: "model_int8.onnx",
@@ -133,7 +133,7 @@ async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
 }
 
 /**
- * Builds the weight-precision variants of the fp32 model in `modelDir` (DESIGN section 7): each
+ * Builds the weight-precision variants of the fp32 model in `modelDir` (docs/MODELS.md, "Precision variants"): each
  * candidate is converted in memory, run against fp32 on the calibration feeds, and written as
  * `model_fp16.onnx` / `model_int8.onnx` / `model_int4.onnx` next to the fp32 file only if it passes
  * its quality gate and a batch-invariance check (each batch's first texts alone vs in the batch,

@@ -19,7 +19,7 @@ export interface QualityThreshold {
 /** Precisions derived from fp32, each judged against it. */
 export type VariantPrecision = Exclude<Precision, "fp32">;
 
-/** The thresholds of DESIGN section 7's quality gate, per variant precision. */
+/** The quality gate's thresholds (cosine against fp32), per variant precision (docs/DEFAULT-MODEL.md). */
 export const QUALITY_THRESHOLDS: Readonly<Record<VariantPrecision, QualityThreshold>> = {
   fp16: { min: 0.9999 },
   int8: { min: 0.995, mean: 0.998 },
@@ -114,7 +114,7 @@ export async function collectCalibrationRows(session: ort.InferenceSession, feed
   return { rows, texts };
 }
 
-/** DESIGN section 7's bar: a text's (unit-length) vector alone and inside a batch differ by at most this. */
+/** The batch-invariance bar: a text's (unit-length) vector alone and inside any batch differ by at most this, at every precision. */
 export const BATCH_INVARIANCE_TOLERANCE = 1e-6;
 
 /** Row `row` of every input whose first dimension is the batch; other inputs pass unchanged. */
@@ -139,7 +139,7 @@ function unitLength(vector: Float32Array): Float64Array {
  * Measures how much a text's output depends on its batch-mates: for the first `textsPerBatch`
  * texts of each calibration batch, runs the text alone (its row of every batch input, same
  * padded length) and returns the largest absolute difference between its unit-length rows alone
- * and in the batch. Batch invariance (DESIGN section 7) means at most {@link BATCH_INVARIANCE_TOLERANCE}.
+ * and in the batch. Batch invariance means at most {@link BATCH_INVARIANCE_TOLERANCE}.
  */
 export async function measureBatchDependence(
   session: ort.InferenceSession,

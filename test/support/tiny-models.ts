@@ -2,9 +2,9 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import * as ort from "onnxruntime-node";
 import type { ModelProto } from "../../gen/onnx/onnx_pb.js";
-import { createGraphBuilder, valueInfo, type GraphBuilder } from "./graph-builder.js";
-import { buildModel, writeModel } from "./model-io.js";
-import { DataType, floatTensor } from "./tensor.js";
+import { createGraphBuilder, valueInfo, type GraphBuilder } from "../../src/onnx/graph-builder.js";
+import { buildModel, writeModel } from "../../src/onnx/model-io.js";
+import { DataType, floatTensor } from "../../src/onnx/tensor.js";
 
 /**
  * Tiny Hugging Face–layout models for tests and benchmarks, built with our own graph tooling from
