@@ -4,8 +4,7 @@ import { anyPack } from "@bufbuild/protobuf/wkt";
 import { createContextKey } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { AccessControl } from "../admission/access-control.js";
-import type { EmbedderError } from "../domain/errors.js";
-import { EmbedderError as DomainError } from "../domain/errors.js";
+import { EmbedderError } from "../domain/errors.js";
 import type { Principal } from "../domain/types.js";
 import { countFailure } from "../observability/count-failure.js";
 import type { Metrics } from "../observability/metrics.js";
@@ -109,7 +108,7 @@ export function createEarlyGrpcAdmission(options: EarlyGrpcAdmissionOptions): Ea
       request.stream.once("close", watchSlot);
       return { principal, watchSlot };
     } catch (error) {
-      const refusal = DomainError.from(error);
+      const refusal = EmbedderError.from(error);
       const trailers = trailersOf(refusal);
       countFailure(options.metrics, refusal);
       options.metrics.requestsTotal.inc({ protocol: "grpc", route: `/${procedure}`, code: trailers.codeName });
