@@ -35,7 +35,8 @@ function checkCount(expected: number, received: number): void {
 /**
  * Creates the client for `transport`, the way an application would use it:
  * - `grpc`: the generated Connect client on connect-node's gRPC transport (one HTTP/2 session, streams multiplexed);
- * - `connect-json`: the generated client on the Connect protocol with JSON over HTTP/1.1 (a keep-alive agent, one socket per concurrent call);
+ * - `connect-json`: the generated client on the Connect protocol with JSON over HTTP/1.1 (connect-node's default
+ *   is binary: `useBinaryFormat: false` asks for JSON; a keep-alive agent, one socket per concurrent call);
  * - `rest`: `fetch` (undici, keep-alive) posting `{"texts": [...]}` to `/v1/embeddings` and parsing the JSON answer.
  */
 export function createLoadClient(transport: TransportName, urls: ServerUrls): LoadClient {
@@ -51,7 +52,7 @@ export function createLoadClient(transport: TransportName, urls: ServerUrls): Lo
   }
   if (transport === "connect-json") {
     const agent = new http.Agent({ keepAlive: true });
-    const client = createClient(EmbedderService, createConnectTransport({ baseUrl: urls.http1, httpVersion: "1.1", nodeOptions: { agent } }));
+    const client = createClient(EmbedderService, createConnectTransport({ baseUrl: urls.http1, httpVersion: "1.1", useBinaryFormat: false, nodeOptions: { agent } }));
     return {
       async embed(texts) {
         checkCount(texts.length, (await client.generateEmbeddings({ texts })).embeddings.length);

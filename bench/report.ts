@@ -90,7 +90,7 @@ export function formatReport(results: BenchResults): string {
       cpuUsPerText: median(limit.rounds.map((round) => round.cpuUsPerText)),
     };
   };
-  const idealPayload: EchoPayload = results.echo.some((cell) => cell.payload === "small") ? "small" : "embedding";
+  const idealPayload: EchoPayload = results.echo.some((cell) => cell.payload === "embedding") ? "embedding" : "small";
   const echoFor = (transport: TransportName) => results.echo.find((cell) => cell.transport === transport && cell.payload === idealPayload);
   const serviceCell = (transport: TransportName, workload: WorkloadName, concurrency: number) =>
     results.service.find((cell) => cell.transport === transport && cell.workload === workload && cell.concurrency === concurrency);
@@ -137,8 +137,8 @@ export function formatReport(results: BenchResults): string {
     }
     print(
       "",
-      `E: bare echo servers on the same transports and clients, 1 short text per request, concurrency ${results.echoConcurrency}. ` +
-        `Answer "small": the service's response shape with one empty embedding (this is E); "embedding": one 512-float embedding (what serialising a vector costs).`,
+      `E: bare echo servers (a plain @grpc/grpc-js server for gRPC, a plain node:http handler for Connect JSON and REST) on the same clients, 1 short text per request, concurrency ${results.echoConcurrency}. ` +
+        `Answer "embedding": the service's response shape with one 512-float embedding, serialised on every call (this is E); "small": one empty embedding (what serialising a vector costs, by difference).`,
       "",
       "| transport | answer | requests/s | p50 ms | p99 ms | server loop p99 ms | server main busy | server CPU µs/request | client CPU µs/request |",
       "|---|---|---:|---:|---:|---:|---:|---:|---:|",

@@ -31,7 +31,7 @@
  * `--transports grpc,connect-json,rest`, `--workloads short,passages`, `--concurrency 1,8,64`,
  * `--runs N` (rounds), `--duration S` (seconds a run keeps sending), `--limit-seconds S` (per A setting),
  * `--precision-runs N`, `--reference-runs N`, `--reference-batches N`,
- * `--echo-payload small,embedding` (E's answer; "embedding" adds a row per transport),
+ * `--echo-payload embedding,small` (E's answer: "embedding", a 512-float vector, is E; "small" adds a row per transport),
  * `--cpu-prof DIR` (the service child writes a .cpuprofile per thread there), `--json FILE` (raw results),
  * `--flood-streams N` (20000), `--flood-connections N` (20), `--flood-pings N` (400), `--flood-ping-bytes N` (262144),
  * `--soak-minutes M` (10), `--soak-clients N` (64).
@@ -71,7 +71,7 @@ const { values } = parseArgs({
     "precision-runs": { type: "string" },
     "reference-runs": { type: "string" },
     "reference-batches": { type: "string" },
-    "echo-payload": { type: "string", default: "small" },
+    "echo-payload": { type: "string", default: "embedding" },
     "cpu-prof": { type: "string" },
     json: { type: "string" },
     "flood-streams": { type: "string" },
