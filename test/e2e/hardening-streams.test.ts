@@ -1,4 +1,4 @@
-import { execFileSync, fork, type ChildProcess } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http2 from "node:http2";
 import net from "node:net";
@@ -18,6 +18,7 @@ import { Health, HealthCheckResponse_ServingStatus, HealthCheckResponseSchema } 
 import { metricKey, parseMetrics } from "../support/prometheus-text.js";
 import { startRealService, type RunningService } from "../support/real-service.js";
 import { startTestServer } from "./transport-fixtures.js";
+import { startChildService, type ChildService, type ChildServiceStats } from "../support/child-service.js";
 
 const API_KEY = "sk-streams-0123456789";
 const WATCH_PATH = "/grpc.health.v1.Health/Watch";
@@ -98,51 +99,7 @@ async function metricsUntil(baseUrl: string, accept: (metrics: Map<string, numbe
 const OPEN_WATCHES = metricKey("sutra_watch_streams_open");
 const MB = 1024 * 1024;
 
-interface ChildStats {
-  rss: number;
-  heapUsed: number;
-}
 
-interface ChildServer {
-  port: number;
-  /** The server process's memory after a garbage collection. */
-  stats(): Promise<ChildStats>;
-  stop(): Promise<void>;
-}
-
-/** The real service in its own process (test/support/stream-server-child.ts), `env` added to its serve settings. */
-async function startChildServer(env: Record<string, string>): Promise<ChildServer> {
-  const child: ChildProcess = fork(new URL("../support/stream-server-child.ts", import.meta.url), [], {
-    execArgv: ["--import", "tsx", "--expose-gc"],
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "ignore", "inherit", "ipc"],
-  });
-  const nextMessage = <T>(type: string) =>
-    new Promise<T>((resolve, reject) => {
-      const onMessage = (message: { type: string }) => {
-        if (message.type !== type) return;
-        child.off("message", onMessage);
-        child.off("exit", reject);
-        resolve(message as T);
-      };
-      child.on("message", onMessage);
-      child.once("exit", reject);
-    });
-  const { port } = await nextMessage<{ port: number }>("ready");
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  return {
-    port,
-    async stats() {
-      const answer = nextMessage<ChildStats>("stats");
-      child.send({ type: "stats" });
-      return answer;
-    },
-    async stop() {
-      child.send({ type: "stop" });
-      await Promise.race([exited, sleep(15_000).then(() => child.kill("SIGKILL"))]);
-    },
-  };
-}
 const OPEN_SESSIONS = metricKey("sutra_http2_sessions_open");
 
 /** Encodes request headers as an HPACK block of literal fields without indexing (no table, no Huffman). */
@@ -293,10 +250,10 @@ describe("HTTP/2 stream and Watch bounds (api-key auth, real server)", () => {
 });
 
 describe("a keyless Watch flood (api-key auth, real server in a child process)", () => {
-  let server: ChildServer;
+  let server: ChildService;
 
   beforeAll(async () => {
-    server = await startChildServer({ SUTRA_AUTH_MODE: "api-key", SUTRA_API_KEYS: API_KEY });
+    server = await startChildService({ SUTRA_AUTH_MODE: "api-key", SUTRA_API_KEYS: API_KEY });
   });
   afterAll(() => server?.stop());
 
@@ -305,7 +262,7 @@ describe("a keyless Watch flood (api-key auth, real server in a child process)",
     await checkHealth(baseUrl);
     const before = await server.stats();
     const sessions = await Promise.all([0, 1, 2, 3].map(() => connect(baseUrl)));
-    let during: ChildStats;
+    let during: ChildServiceStats;
     try {
       for (const session of sessions) expect(session.remoteSettings.maxConcurrentStreams).toBe(100);
       const goaways = sessions.map((session) => new Promise<number>((resolve) => session.once("goaway", resolve)));

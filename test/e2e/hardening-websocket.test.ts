@@ -1,8 +1,8 @@
-import { fork, type ChildProcess } from "node:child_process";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
+import { startChildService, type ChildService, type ChildServiceStats } from "../support/child-service.js";
 
 const KB = 1024;
 const MB = 1024 * 1024;
@@ -10,46 +10,6 @@ const MB = 1024 * 1024;
 const PADDING = "x".repeat(MB);
 const PINGS = 400;
 
-interface ChildStats {
-  rss: number;
-  heapUsed: number;
-  external: number;
-  connections: number;
-}
-
-/** The real service in its own process (test/support/websocket-flood-child.ts), with `env` added to the serve settings. */
-async function startChild(env: Record<string, string>): Promise<{ port: number; stats(): Promise<ChildStats>; stop(): Promise<void> }> {
-  const child: ChildProcess = fork(new URL("../support/websocket-flood-child.ts", import.meta.url), [], {
-    execArgv: ["--import", "tsx", "--expose-gc"],
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "ignore", "inherit", "ipc"],
-  });
-  const nextMessage = <T>(type: string) =>
-    new Promise<T>((resolve, reject) => {
-      const onMessage = (message: { type: string }) => {
-        if (message.type !== type) return;
-        child.off("message", onMessage);
-        child.off("exit", reject);
-        resolve(message as T);
-      };
-      child.on("message", onMessage);
-      child.once("exit", reject);
-    });
-  const { port } = await nextMessage<{ port: number }>("ready");
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  return {
-    port,
-    async stats() {
-      const answer = nextMessage<ChildStats>("stats");
-      child.send({ type: "stats" });
-      return answer;
-    },
-    async stop() {
-      child.send({ type: "stop" });
-      await Promise.race([exited, sleep(15_000).then(() => child.kill("SIGKILL"))]);
-    },
-  };
-}
 
 /** A WebSocket client that keeps every message it gets and how its connection closed. */
 async function connect(port: number) {
@@ -112,7 +72,7 @@ async function floodPings(socket: WebSocket, count: number): Promise<{ sent: num
   return { sent, stalled: true };
 }
 
-async function waitForConnections(server: { stats(): Promise<ChildStats> }, expected: number, timeoutMs = 15_000): Promise<ChildStats> {
+async function waitForConnections(server: { stats(): Promise<ChildServiceStats> }, expected: number, timeoutMs = 15_000): Promise<ChildServiceStats> {
   const deadline = performance.now() + timeoutMs;
   let stats = await server.stats();
   while (stats.connections !== expected && performance.now() < deadline) {
@@ -125,10 +85,10 @@ async function waitForConnections(server: { stats(): Promise<ChildStats> }, expe
 const megabytes = (bytes: number) => (bytes / MB).toFixed(0);
 
 describe("WebSocket: what a client that stops reading can make the server hold (64 KiB bound)", () => {
-  let server: Awaited<ReturnType<typeof startChild>>;
+  let server: ChildService;
 
   beforeAll(async () => {
-    server = await startChild({ SUTRA_WS_MAX_BUFFERED_BYTES: String(64 * KB) });
+    server = await startChildService({ SUTRA_WS_MAX_BUFFERED_BYTES: String(64 * KB) });
     await servedNormally(server.port);
   }, 120_000);
   afterAll(() => server?.stop());
@@ -182,10 +142,10 @@ describe("WebSocket: what a client that stops reading can make the server hold (
 });
 
 describe("WebSocket: a client that stops reading, at the default bound (4 MiB)", () => {
-  let server: Awaited<ReturnType<typeof startChild>>;
+  let server: ChildService;
 
   beforeAll(async () => {
-    server = await startChild({});
+    server = await startChildService({});
     await servedNormally(server.port);
   }, 120_000);
   afterAll(() => server?.stop());

@@ -1,4 +1,3 @@
-import { fork, type ChildProcess } from "node:child_process";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { MessageInitShape } from "@bufbuild/protobuf";
@@ -7,7 +6,8 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { EmbedderService, StreamEmbeddingsRequestSchema } from "../../gen/sutra/embedder/v1/embedder_pb.js";
-import { DEFAULT_STREAM_LIMITS, type StreamStats } from "../../src/streaming/create-stream-sessions.js";
+import { DEFAULT_STREAM_LIMITS } from "../../src/streaming/create-stream-sessions.js";
+import { startChildService, type ChildService, type ChildServiceStats } from "../support/child-service.js";
 
 type StreamRequestInit = MessageInitShape<typeof StreamEmbeddingsRequestSchema>;
 
@@ -15,50 +15,11 @@ type StreamRequestInit = MessageInitShape<typeof StreamEmbeddingsRequestSchema>;
 const PARAGRAPH = "Streaming clients send text continuously and want each embedding back soon. ".repeat(13);
 const MB = 1024 * 1024;
 
-interface ChildStats {
-  rss: number;
-  heapUsed: number;
-  external: number;
-  streams: StreamStats;
-}
 
 const megabytes = (bytes: number) => (bytes / MB).toFixed(0);
-const memoryLine = (before: ChildStats, stalled: ChildStats, after: ChildStats) =>
+const memoryLine = (before: ChildServiceStats, stalled: ChildServiceStats, after: ChildServiceStats) =>
   `server RSS ${megabytes(before.rss)} -> ${megabytes(stalled.rss)} (blocked) -> ${megabytes(after.rss)} MB (2 s later), ` +
   `JS heap ${megabytes(before.heapUsed)} -> ${megabytes(after.heapUsed)} MB, external ${megabytes(before.external)} -> ${megabytes(after.external)} MB`;
-
-/** The real service in its own process (test/support/stream-server-child.ts). */
-async function startChild(): Promise<{ port: number; stats(): Promise<ChildStats>; stop(): Promise<void> }> {
-  const child: ChildProcess = fork(new URL("../support/stream-server-child.ts", import.meta.url), [], {
-    execArgv: ["--import", "tsx", "--expose-gc"],
-    stdio: ["ignore", "ignore", "inherit", "ipc"],
-  });
-  const nextMessage = <T>(type: string) =>
-    new Promise<T>((resolve, reject) => {
-      const onMessage = (message: { type: string }) => {
-        if (message.type !== type) return;
-        child.off("message", onMessage);
-        child.off("exit", reject);
-        resolve(message as T);
-      };
-      child.on("message", onMessage);
-      child.once("exit", reject);
-    });
-  const { port } = await nextMessage<{ port: number }>("ready");
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  return {
-    port,
-    async stats() {
-      const answer = nextMessage<ChildStats>("stats");
-      child.send({ type: "stats" });
-      return answer;
-    },
-    async stop() {
-      child.send({ type: "stop" });
-      await Promise.race([exited, sleep(15_000).then(() => child.kill("SIGKILL"))]);
-    },
-  };
-}
 
 /** Polls `read` until it has not changed for `stillMs`; returns the settled value (fails after `timeoutMs`). */
 async function settledValue(read: () => number, stillMs: number, timeoutMs: number): Promise<number> {
@@ -79,12 +40,12 @@ async function settledValue(read: () => number, stillMs: number, timeoutMs: numb
 }
 
 /** The stream that took the most chunks: the slow reader's. */
-function busiest(stats: ChildStats) {
+function busiest(stats: ChildServiceStats) {
   return [...stats.streams.streams].sort((a, b) => b.received - a.received)[0];
 }
 
 describe("backpressure: a client that stops reading is stopped (server in a child process)", () => {
-  let server: Awaited<ReturnType<typeof startChild>>;
+  let server: ChildService;
   let baseUrl: string;
 
   /** Proves other clients are served normally: a unary call and a short bidi stream on their own connections. */
@@ -125,7 +86,7 @@ describe("backpressure: a client that stops reading is stopped (server in a chil
   }
 
   beforeAll(async () => {
-    server = await startChild();
+    server = await startChildService();
     baseUrl = `http://127.0.0.1:${server.port}`;
     // Warm the inference sessions with the largest batches the test can cause (ONNX Runtime's arenas grow to the largest
     // batch and stay), so RSS growth measures the stream and not the engine.
