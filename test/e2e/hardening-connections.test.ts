@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import tls from "node:tls";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, type ExpectStatic } from "vitest";
 import { metricKey, parseMetrics } from "../support/prometheus-text.js";
 import { startTestServer } from "./transport-fixtures.js";
 import type { TestServer } from "./transport-fixtures.js";
@@ -82,6 +82,13 @@ function exchange(socket: net.Socket, path: string): Promise<string> {
   });
 }
 
+/** Asserts that a connection was cut by the opening deadline: not before it, and before CUT_LIMIT_MS. */
+function expectCutAtDeadline(expect: ExpectStatic, closed: number | null): void {
+  expect(closed, "still open after 20 s").not.toBeNull();
+  expect(closed).toBeGreaterThanOrEqual(OPENING_DEADLINE_MS - 500);
+  expect(closed).toBeLessThan(CUT_LIMIT_MS);
+}
+
 /** Header bytes to dribble: never a complete head. */
 const HEADER_DRIBBLE = "x-dribble: " + "a".repeat(200);
 
@@ -103,9 +110,7 @@ describe.concurrent("opening deadline on cleartext connections", () => {
       received(socket);
       dribble(socket, "GET /v1/health HTTP/1.1" + "x".repeat(100));
       const closed = await closedAfter(socket, start);
-      expect(closed, "still open after 20 s").not.toBeNull();
-      expect(closed).toBeGreaterThanOrEqual(OPENING_DEADLINE_MS - 500);
-      expect(closed).toBeLessThan(CUT_LIMIT_MS);
+      expectCutAtDeadline(expect, closed);
     } finally {
       await server.close();
     }
@@ -120,9 +125,7 @@ describe.concurrent("opening deadline on cleartext connections", () => {
       socket.write("GET /v1/health HTTP/1.1\r\n");
       dribble(socket, HEADER_DRIBBLE);
       const closed = await closedAfter(socket, start);
-      expect(closed, "still open after 20 s").not.toBeNull();
-      expect(closed).toBeGreaterThanOrEqual(OPENING_DEADLINE_MS - 500);
-      expect(closed).toBeLessThan(CUT_LIMIT_MS);
+      expectCutAtDeadline(expect, closed);
     } finally {
       await server.close();
     }
@@ -139,8 +142,7 @@ describe.concurrent("opening deadline on cleartext connections", () => {
       socket.write("GET /v1/health HTTP/1.1\r\n");
       dribble(socket, HEADER_DRIBBLE);
       const closed = await closedAfter(socket, start);
-      expect(closed, "still open after 20 s").not.toBeNull();
-      expect(closed).toBeGreaterThanOrEqual(OPENING_DEADLINE_MS - 500);
+      expectCutAtDeadline(expect, closed);
       expect(seen.text).toMatch(/^HTTP\/1\.1 408 /);
     } finally {
       await server.close();
@@ -157,9 +159,7 @@ describe.concurrent("opening deadline on cleartext connections", () => {
       // A SETTINGS frame header announcing 12 bytes of settings, then the settings, a byte at a time.
       dribble(socket, "\x00\x00\x0c\x04\x00\x00\x00\x00\x00" + "\x00\x03\x00\x00\x00\x64\x00\x04\x00\x01\x00\x00");
       const closed = await closedAfter(socket, start);
-      expect(closed, "still open after 20 s").not.toBeNull();
-      expect(closed).toBeGreaterThanOrEqual(OPENING_DEADLINE_MS - 500);
-      expect(closed).toBeLessThan(CUT_LIMIT_MS);
+      expectCutAtDeadline(expect, closed);
     } finally {
       await server.close();
     }
@@ -318,9 +318,7 @@ describe.skipIf(!hasOpenssl)("opening deadline and address cap with TLS", () => 
         received(socket);
         dribble(socket, clientHello.toString("latin1"));
         const closed = await closedAfter(socket, start);
-        expect(closed, "still open after 20 s").not.toBeNull();
-        expect(closed).toBeGreaterThanOrEqual(OPENING_DEADLINE_MS - 500);
-        expect(closed).toBeLessThan(CUT_LIMIT_MS);
+        expectCutAtDeadline(expect, closed);
       } finally {
         await server.close();
       }
@@ -335,8 +333,7 @@ describe.skipIf(!hasOpenssl)("opening deadline and address cap with TLS", () => 
         socket.write("GET /v1/health HTTP/1.1\r\n");
         dribble(socket, HEADER_DRIBBLE);
         const closed = await closedAfter(socket, start);
-        expect(closed, "still open after 20 s").not.toBeNull();
-        expect(closed).toBeGreaterThanOrEqual(OPENING_DEADLINE_MS - 500);
+        expectCutAtDeadline(expect, closed);
         expect(seen.text).toMatch(/^HTTP\/1\.1 408 /);
       } finally {
         await server.close();
@@ -351,9 +348,7 @@ describe.skipIf(!hasOpenssl)("opening deadline and address cap with TLS", () => 
         received(socket);
         expect(socket.alpnProtocol).toBe("h2");
         const closed = await closedAfter(socket, start);
-        expect(closed, "still open after 20 s").not.toBeNull();
-        expect(closed).toBeGreaterThanOrEqual(OPENING_DEADLINE_MS - 500);
-        expect(closed).toBeLessThan(CUT_LIMIT_MS);
+        expectCutAtDeadline(expect, closed);
       } finally {
         await server.close();
       }
