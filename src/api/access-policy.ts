@@ -9,6 +9,21 @@ import type { Principal } from "../domain/types.js";
  */
 export const principalKey = createContextKey<Principal | undefined>(undefined, { description: "sutra principal" });
 
+/**
+ * Context value set when the access check already ran for this call before
+ * connect took it (createEarlyGrpcAdmission in refuse-grpc-early.ts): the admitted caller, so the
+ * access interceptor does not authenticate or charge the rate limit twice.
+ */
+export const admittedKey = createContextKey<EarlyAdmitted | undefined>(undefined, { description: "sutra admitted caller" });
+
+/** A call the early admission let through. */
+export interface EarlyAdmitted {
+  /** The caller (undefined for open rpcs). */
+  principal: Principal | undefined;
+  /** For grpc.health.v1 Watch: the slot taken for it, freed by calling this (at the latest when its stream closes). */
+  watchSlot?: () => void;
+}
+
 /** Rpcs anyone may call: health checks, so probes and load balancers need no credentials. */
 const OPEN_RPCS = new Set(["grpc.health.v1.Health/Check", "grpc.health.v1.Health/Watch", "sutra.embedder.v1.EmbedderService/GetHealth"]);
 

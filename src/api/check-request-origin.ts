@@ -8,6 +8,7 @@ import type { OriginPolicy } from "./create-server.js";
 import type { NodeRequest } from "./node-types.js";
 import { REQUEST_ID_HEADER, resolveRequestId } from "./request-context.js";
 import { writeRestError } from "./rest/write-rest-error.js";
+import { admittedKey } from "./access-policy.js";
 import { logEmbedderError } from "./to-connect-error.js";
 
 /** What the origin guard looks at in a request. */
@@ -133,9 +134,12 @@ export function requestOriginOf(request: NodeRequest, upgrade = false): RequestO
  * error form (PERMISSION_DENIED with the reason in ErrorInfo); the error
  * interceptor outside it converts the domain error. The authority comes from
  * the call's URL, which connect-node builds from the request's authority.
+ * Calls the early gRPC admission let through were guarded there.
  */
 export function createOriginInterceptor(guard: OriginGuard): Interceptor {
   return (next) => async (request) => {
+    // The early gRPC admission already ran the guard on this call.
+    if (request.contextValues.get(admittedKey) !== undefined) return next(request);
     guard({
       authority: new URL(request.url).host,
       origin: request.header.get("origin") ?? undefined,

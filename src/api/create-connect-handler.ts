@@ -16,7 +16,7 @@ import { connectionKey, connectionOf } from "./connection-context.js";
 import { ERROR_TABLE } from "./error-table.js";
 import { limitBody, parseContentLength } from "./limit-body.js";
 import type { NodeRequest, NodeResponse } from "./node-types.js";
-import { admittedKey, type EarlyAdmitted } from "./refuse-grpc-early.js";
+import { admittedKey, type EarlyAdmitted } from "./access-policy.js";
 import { requestIdKey } from "./request-context.js";
 import { toConnectError } from "./to-connect-error.js";
 import { checkWellFormedJson, createWellFormedTextInterceptor, decodeProtobufStringsMarked, decodeUtf8Marked } from "./well-formed-text.js";

@@ -3,7 +3,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import type { Embedder, HealthState } from "../domain/types.js";
 import { HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import type { Health } from "../../gen/grpc/health/v1/health_pb.js";
-import { admittedKey } from "./refuse-grpc-early.js";
+import { admittedKey } from "./access-policy.js";
 import { connectionKey } from "./connection-context.js";
 import type { WatchLimits } from "./watch-limits.js";
 

@@ -1,36 +1,19 @@
 import http2 from "node:http2";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";
-import { createContextKey } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { AccessControl } from "../admission/access-control.js";
 import { EmbedderError } from "../domain/errors.js";
-import type { Principal } from "../domain/types.js";
 import { countFailure } from "../observability/count-failure.js";
 import type { Metrics } from "../observability/metrics.js";
 import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
-import { accessOfRpc } from "./access-policy.js";
+import { accessOfRpc, type EarlyAdmitted } from "./access-policy.js";
 import { requestOriginOf, type OriginGuard } from "./check-request-origin.js";
 import { connectionOf } from "./connection-context.js";
 import type { NodeRequest } from "./node-types.js";
 import { REQUEST_ID_HEADER } from "./request-context.js";
-import { logEmbedderError, toConnectError } from "./to-connect-error.js";
+import { codeName, logEmbedderError, toConnectError } from "./to-connect-error.js";
 import type { WatchLimits } from "./watch-limits.js";
-
-/**
- * Context value set when the access check already ran for this call before
- * connect took it (see createEarlyGrpcAdmission): the admitted caller, so the
- * access interceptor does not authenticate or charge the rate limit twice.
- */
-export const admittedKey = createContextKey<EarlyAdmitted | undefined>(undefined, { description: "sutra admitted caller" });
-
-/** A call the early admission let through. */
-export interface EarlyAdmitted {
-  /** The caller (undefined for open rpcs). */
-  principal: Principal | undefined;
-  /** For grpc.health.v1 Watch: the slot taken for it, freed by calling this (at the latest when its stream closes). */
-  watchSlot?: () => void;
-}
 
 /** The procedure of grpc.health.v1 Watch, whose open streams are bounded by WatchLimits. */
 const WATCH_PROCEDURE = "grpc.health.v1.Health/Watch";
@@ -129,12 +112,6 @@ function isGrpcContentType(contentType: string | undefined): boolean {
   return contentType !== undefined && /^application\/grpc(\+[a-z]+)?(;|$)/i.test(contentType);
 }
 
-const CODE_NAMES = [
-  "ok", "canceled", "unknown", "invalid_argument", "deadline_exceeded", "not_found", "already_exists",
-  "permission_denied", "resource_exhausted", "failed_precondition", "aborted", "out_of_range", "unimplemented",
-  "internal", "unavailable", "data_loss", "unauthenticated",
-];
-
 /** A refusal as a trailers-only gRPC answer, and its code name as `sutra_requests_total` labels it. */
 interface RefusalTrailers {
   headers: Readonly<http2.OutgoingHttpHeaders>;
@@ -169,7 +146,7 @@ function createTrailersCache(): (error: EmbedderError) => RefusalTrailers {
     connectError.metadata.forEach((value, key) => {
       headers[key] = value;
     });
-    const trailers = { headers, codeName: CODE_NAMES[connectError.code] ?? "unknown" };
+    const trailers = { headers, codeName: codeName(connectError.code) };
     if (cache.size >= TRAILERS_CACHE_SIZE) cache.delete(cache.keys().next().value as string);
     cache.set(key, trailers);
     return trailers;

@@ -3,10 +3,9 @@ import type { Interceptor } from "@connectrpc/connect";
 import type { AccessControl } from "../admission/access-control.js";
 import { countFailure } from "../observability/count-failure.js";
 import type { Metrics } from "../observability/metrics.js";
-import { accessOfRpc, principalKey } from "./access-policy.js";
+import { accessOfRpc, admittedKey, principalKey } from "./access-policy.js";
 import { interceptFailures } from "./intercept-failures.js";
-import { admittedKey } from "./refuse-grpc-early.js";
-import { embedderErrorFor } from "./to-connect-error.js";
+import { codeName, embedderErrorFor } from "./to-connect-error.js";
 
 /**
  * Server interceptor that runs the access check (authentication, role, request
@@ -86,9 +85,4 @@ function protocolOf(contentType: string | null): string {
   if (/^application\/grpc-web/i.test(contentType)) return "grpc-web";
   if (/^application\/grpc/i.test(contentType)) return "grpc";
   return "connect";
-}
-
-/** Connect code names in snake case (`resource_exhausted`), as Connect's JSON errors spell them. */
-function codeName(code: Code): string {
-  return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
 }

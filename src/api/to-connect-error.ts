@@ -88,3 +88,8 @@ export function embedderErrorFor(reason: unknown, signal: AbortSignal): Embedder
   }
   return EmbedderError.from(reason);
 }
+
+/** Connect code names in snake case (`resource_exhausted`), as Connect's JSON errors spell them and `sutra_requests_total` labels them. */
+export function codeName(code: Code): string {
+  return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
+}
