@@ -1,4 +1,5 @@
 import { EmbedderError } from "../domain/errors.js";
+import { packBatch } from "./pack-batch.js";
 
 /** One text waiting for inference. */
 export interface BatchItem {
@@ -162,32 +163,7 @@ export function createBatcher<Item extends BatchItem, Context>(options: BatcherO
     const background = backgroundQueued === queue.length;
     if (background && backgroundInFlight >= maxBackgroundInFlight) return undefined;
     const eligible = background ? queue : queue.filter((entry) => !entry.request.background);
-    const oldest = eligible.reduce((best, entry) => (entry.order < best.order ? entry : best));
-    const candidates = eligible
-      .filter((entry) => entry.item.key === oldest.item.key)
-      .sort((a, b) => a.length - b.length || a.order - b.order);
-    let low = candidates.indexOf(oldest);
-    let high = low;
-    const perRequest = new Map<RequestState<Context>, number>([[oldest.request, 1]]);
-    const distance = (entry: Pending<Item, Context>) => Math.abs(entry.length - oldest.length);
-    const canAdd = (entry: Pending<Item, Context>) => {
-      const size = high - low + 2;
-      return size <= options.maxBatchSize &&
-        Math.max(candidates[high].length, entry.length) * size <= options.tokenBudget &&
-        (perRequest.get(entry.request) ?? 0) < entry.request.cap;
-    };
-    for (;;) {
-      const below = candidates[low - 1];
-      const above = candidates[high + 1];
-      const next = [below, above]
-        .filter((entry): entry is Pending<Item, Context> => entry !== undefined && canAdd(entry))
-        .sort((a, b) => distance(a) - distance(b))[0];
-      if (!next) break;
-      if (next === below) low--;
-      else high++;
-      perRequest.set(next.request, (perRequest.get(next.request) ?? 0) + 1);
-    }
-    const chosen = candidates.slice(low, high + 1);
+    const chosen = packBatch(eligible, options);
     const taken = new Set(chosen);
     dequeue((entry) => !taken.has(entry));
     return chosen;
