@@ -11,9 +11,9 @@ import { interceptFailures } from "./intercept-failures.js";
  * Turns a domain error into the ConnectError every RPC protocol (gRPC, gRPC-Web,
  * Connect) sends: the code from ERROR_TABLE, the client-facing message, a
  * `google.rpc.ErrorInfo` detail (reason, domain "sutra.embedder.v1", the details
- * as string metadata), and for retryable errors a `google.rpc.RetryInfo` detail
- * plus `retry-after` metadata (seconds). The domain error stays the `cause`,
- * for logs only.
+ * as string metadata), and for errors that name a wait (retryAfterSeconds) a
+ * `google.rpc.RetryInfo` detail plus `retry-after` metadata (seconds). The
+ * domain error stays the `cause`, for logs only.
  */
 export function toConnectError(error: EmbedderError): ConnectError {
   const retryAfter = retryAfterSeconds(error);

@@ -112,7 +112,11 @@ export interface SutraClient {
   jobResults(jobId: string, offset?: number, options?: CallOptions): AsyncIterable<GetJobResultsResponse>;
 }
 
-/** Reasons CreateJob is retried on: refusals before any work. */
+/**
+ * Reasons CreateJob is retried on: refusals before any work. Narrower than the
+ * retryable column (RETRYABLE_REASONS) because CreateJob is not idempotent:
+ * only these reasons say for certain that no job was stored.
+ */
 const REFUSAL_REASONS = ["OVERLOADED", "RATE_LIMITED", "SHUTTING_DOWN"];
 
 /** Creates a SutraClient over `transport` (see SutraClientOptions for the defaults). */

@@ -1,5 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { ERROR_TABLE } from "../domain/error-table.js";
+import { ERROR_REASONS } from "../domain/errors.js";
 
 /** The ErrorInfo `domain` of errors the Sutra server raises. */
 export const SUTRA_ERROR_DOMAIN = "sutra.embedder.v1";
@@ -7,11 +9,13 @@ export const SUTRA_ERROR_DOMAIN = "sutra.embedder.v1";
 /**
  * Reasons the SDK retries: the server refused or lost the call for a cause
  * that passes (load, rate, a restart, a worker or an upstream that comes
- * back). Every other reason is final as sent: PAYLOAD_TOO_LARGE, the INVALID_*
- * family, UPSTREAM_BAD_RESPONSE (an upstream answering wrong counts answers
- * wrong again), UNKNOWN_MODEL, FORBIDDEN...
+ * back), read from the `retryable` column of the server's own error table so
+ * that the SDK and the server cannot disagree. Every other reason is final as
+ * sent: PAYLOAD_TOO_LARGE, the INVALID_* family, UPSTREAM_BAD_RESPONSE (an
+ * upstream answering wrong counts answers wrong again), MODEL_NOT_READY (the
+ * model must be downloaded first), UNKNOWN_MODEL, FORBIDDEN...
  */
-export const RETRYABLE_REASONS: readonly string[] = ["OVERLOADED", "RATE_LIMITED", "SHUTTING_DOWN", "WORKER_FAILED", "UPSTREAM_UNAVAILABLE"];
+export const RETRYABLE_REASONS: readonly string[] = ERROR_REASONS.filter((reason) => ERROR_TABLE[reason].retryable);
 
 /** What the SDK reads from a failed call. */
 export interface FailureFacts {

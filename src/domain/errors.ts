@@ -1,7 +1,7 @@
 /**
- * Every failure reason of the service (docs/ERRORS.md). The one mapping table
- * in `src/api/error-table.ts` turns a reason into a Connect code, an HTTP status
- * and an envelope; nothing else decides a status.
+ * Every failure reason of the service (docs/ERRORS.md). The one table in
+ * `src/domain/error-table.ts` turns a reason into a Connect code and an HTTP
+ * status and says whether it is retryable; nothing else decides a status.
  */
 export const ERROR_REASONS = [
   "EMPTY_INPUT",

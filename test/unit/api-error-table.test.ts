@@ -8,34 +8,34 @@ import type { ErrorReason } from "../../src/domain/errors.js";
 import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 
 /** The documented error table (docs/ERRORS.md), spelled out a second time so a change to either side is caught. */
-const DOCUMENTED_TABLE: Record<ErrorReason, [Code, number]> = {
-  EMPTY_INPUT: [Code.InvalidArgument, 400],
-  TOO_MANY_INPUTS: [Code.InvalidArgument, 400],
-  INVALID_DIMENSIONS: [Code.InvalidArgument, 400],
-  INVALID_ARGUMENT: [Code.InvalidArgument, 400],
-  INPUT_TOO_LONG: [Code.InvalidArgument, 400],
-  PAYLOAD_TOO_LARGE: [Code.ResourceExhausted, 413],
-  UNSUPPORTED_MEDIA_TYPE: [Code.InvalidArgument, 415],
-  UNAUTHENTICATED: [Code.Unauthenticated, 401],
-  FORBIDDEN: [Code.PermissionDenied, 403],
-  ORIGIN_NOT_ALLOWED: [Code.PermissionDenied, 403],
-  MISDIRECTED_REQUEST: [Code.PermissionDenied, 421],
-  UNKNOWN_MODEL: [Code.NotFound, 404],
-  JOB_NOT_FOUND: [Code.NotFound, 404],
-  ROUTE_NOT_FOUND: [Code.NotFound, 404],
-  RATE_LIMITED: [Code.ResourceExhausted, 429],
-  OVERLOADED: [Code.ResourceExhausted, 429],
-  TOO_MANY_STREAMS: [Code.ResourceExhausted, 429],
-  CANCELLED: [Code.Canceled, 499],
-  NOT_IMPLEMENTED: [Code.Unimplemented, 501],
-  MODEL_NOT_READY: [Code.Unavailable, 503],
-  WORKER_FAILED: [Code.Unavailable, 503],
-  UPSTREAM_UNAVAILABLE: [Code.Unavailable, 503],
-  SHUTTING_DOWN: [Code.Unavailable, 503],
-  UPSTREAM_BAD_RESPONSE: [Code.Unavailable, 502],
-  DEADLINE_EXCEEDED: [Code.DeadlineExceeded, 504],
-  DATA_DAMAGED: [Code.DataLoss, 500],
-  INTERNAL: [Code.Internal, 500],
+const DOCUMENTED_TABLE: Record<ErrorReason, [Code, number, boolean]> = {
+  EMPTY_INPUT: [Code.InvalidArgument, 400, false],
+  TOO_MANY_INPUTS: [Code.InvalidArgument, 400, false],
+  INVALID_DIMENSIONS: [Code.InvalidArgument, 400, false],
+  INVALID_ARGUMENT: [Code.InvalidArgument, 400, false],
+  INPUT_TOO_LONG: [Code.InvalidArgument, 400, false],
+  PAYLOAD_TOO_LARGE: [Code.ResourceExhausted, 413, false],
+  UNSUPPORTED_MEDIA_TYPE: [Code.InvalidArgument, 415, false],
+  UNAUTHENTICATED: [Code.Unauthenticated, 401, false],
+  FORBIDDEN: [Code.PermissionDenied, 403, false],
+  ORIGIN_NOT_ALLOWED: [Code.PermissionDenied, 403, false],
+  MISDIRECTED_REQUEST: [Code.PermissionDenied, 421, false],
+  UNKNOWN_MODEL: [Code.NotFound, 404, false],
+  JOB_NOT_FOUND: [Code.NotFound, 404, false],
+  ROUTE_NOT_FOUND: [Code.NotFound, 404, false],
+  RATE_LIMITED: [Code.ResourceExhausted, 429, true],
+  OVERLOADED: [Code.ResourceExhausted, 429, true],
+  TOO_MANY_STREAMS: [Code.ResourceExhausted, 429, true],
+  CANCELLED: [Code.Canceled, 499, false],
+  NOT_IMPLEMENTED: [Code.Unimplemented, 501, false],
+  MODEL_NOT_READY: [Code.Unavailable, 503, false],
+  WORKER_FAILED: [Code.Unavailable, 503, true],
+  UPSTREAM_UNAVAILABLE: [Code.Unavailable, 503, true],
+  SHUTTING_DOWN: [Code.Unavailable, 503, true],
+  UPSTREAM_BAD_RESPONSE: [Code.Unavailable, 502, false],
+  DEADLINE_EXCEEDED: [Code.DeadlineExceeded, 504, false],
+  DATA_DAMAGED: [Code.DataLoss, 500, false],
+  INTERNAL: [Code.Internal, 500, false],
 };
 
 /** gRPC's canonical code names, indexed by code number. */
@@ -46,9 +46,9 @@ const GRPC_CODE_NAMES = [
 ];
 
 describe("error table", () => {
-  it.each(ERROR_REASONS)("maps %s to the code and HTTP status of the documented error table (docs/ERRORS.md)", (reason) => {
-    const [code, status] = DOCUMENTED_TABLE[reason];
-    expect(ERROR_TABLE[reason]).toEqual({ code, httpStatus: status });
+  it.each(ERROR_REASONS)("maps %s to the code, HTTP status and retryability of the documented error table (docs/ERRORS.md)", (reason) => {
+    const [code, status, retryable] = DOCUMENTED_TABLE[reason];
+    expect(ERROR_TABLE[reason]).toEqual({ code, httpStatus: status, retryable });
   });
 
   it("has a row for every reason and nothing else", () => {
@@ -95,17 +95,18 @@ describe("error table", () => {
   describe("docs/ERRORS.md", () => {
     const docs = readFileSync(new URL("../../docs/ERRORS.md", import.meta.url), "utf8");
     const rows = new Map(
-      [...docs.matchAll(/^\| ([A-Z_]+) \| ([A-Z_]+) \((\d+)\) \| (\d{3}) \|/gm)].map((match) => [
+      [...docs.matchAll(/^\| ([A-Z_]+) \| ([A-Z_]+) \((\d+)\) \| (\d{3}) \| (yes|no) \|/gm)].map((match) => [
         match[1],
-        { name: match[2], code: Number(match[3]), status: Number(match[4]) },
+        { name: match[2], code: Number(match[3]), status: Number(match[4]), retryable: match[5] === "yes" },
       ]),
     );
 
-    it.each(ERROR_REASONS)("lists %s with its code and HTTP status", (reason) => {
+    it.each(ERROR_REASONS)("lists %s with its code, HTTP status and retryability", (reason) => {
       const row = rows.get(reason);
       expect(row, `docs/ERRORS.md has no row for ${reason}`).toBeDefined();
       expect(row?.code).toBe(ERROR_TABLE[reason].code);
       expect(row?.status).toBe(ERROR_TABLE[reason].httpStatus);
+      expect(row?.retryable).toBe(ERROR_TABLE[reason].retryable);
       expect(row?.name).toBe(GRPC_CODE_NAMES[ERROR_TABLE[reason].code]);
     });
 
