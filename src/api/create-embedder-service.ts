@@ -1,6 +1,4 @@
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { validateEmbedRequest } from "../admission/validate-request.js";
-import type { RequestLimits } from "../admission/validate-request.js";
 import { EmbedderError } from "../domain/errors.js";
 import type { JobService } from "../domain/jobs.js";
 import type { Embedder } from "../domain/types.js";
@@ -16,16 +14,14 @@ import {
   toModel,
   toModelFilter,
 } from "./proto-conversion.js";
-import { principalKey } from "./access-policy.js";
 import { createJobRpcs } from "./create-job-rpcs.js";
 import { createStreamingRpcs } from "./create-streaming-rpcs.js";
-import { PROVIDER_HEADER, providerHeaders, requestIdOf, timingHeaders } from "./request-context.js";
+import { callerOf, providerHeaders, requestIdOf, timingHeaders } from "./request-context.js";
 import { embedderErrorFor } from "./to-connect-error.js";
 
 /** What the EmbedderService implementation needs. */
 export interface EmbedderServiceDeps {
   embedder: Embedder;
-  limits: RequestLimits;
   /** Where StreamEmbeddings streams are opened and accounted for. */
   streams: StreamSessions;
   /** Document jobs (docs/JOBS.md); absent = the job rpcs answer NOT_IMPLEMENTED. */
@@ -36,7 +32,7 @@ export interface EmbedderServiceDeps {
  * The EmbedderService implementation every transport calls: the Connect router
  * (gRPC, gRPC-Web, Connect) and the REST transcoder use this same object, so a
  * REST call and a gRPC call run the same code. It converts proto messages to
- * domain types, validates at the boundary, calls the one Embedder seam, and
+ * domain types, calls the front door (which validates), and
  * sets the TEI timing headers. Failures are thrown as EmbedderError; the
  * transports map them (error interceptor, REST envelope). The streaming rpcs
  * live in createStreamingRpcs. GetModel and DownloadModel answer
@@ -48,14 +44,7 @@ export function createEmbedderService(deps: EmbedderServiceDeps): ServiceImpl<ty
     async generateEmbeddings(request, context) {
       const requestId = requestIdOf(context);
       try {
-        const provider = context.requestHeader.get(PROVIDER_HEADER);
-        const embedRequest = {
-          ...toEmbedRequest(request, requestId),
-          principal: context.values.get(principalKey),
-          ...(provider === null ? {} : { provider }),
-        };
-        validateEmbedRequest(embedRequest, deps.limits);
-        const result = await deps.embedder.embed(embedRequest, context.signal);
+        const result = await deps.embedder.embed(toEmbedRequest(request, requestId, callerOf(context)), context.signal);
         for (const [name, value] of Object.entries({ ...timingHeaders(result.timings), ...providerHeaders(result.run) })) {
           context.responseHeader.set(name, value);
         }

@@ -4,7 +4,7 @@ import type { Logger } from "pino";
 import type { AccessControl, AccessLevel } from "../admission/access-control.js";
 import { EmbedderError } from "../domain/errors.js";
 import type { Principal } from "../domain/types.js";
-import { countFailure } from "../observability/count-failure.js";
+import type { FailureCounter } from "../observability/count-failure.js";
 import type { Metrics } from "../observability/metrics.js";
 import { accessOfRpc, principalKey } from "./access-policy.js";
 import { requestOriginOf, type OriginGuard } from "./check-request-origin.js";
@@ -54,6 +54,8 @@ export interface HttpHandlerOptions {
   /** Host and browser-origin check, run on every request before the access check. */
   checkOrigin: OriginGuard;
   metrics: Metrics;
+  /** Counts each refusal once (the front door shares the counter). */
+  failures: FailureCounter;
   logger: Logger;
   maxBodyBytes: number;
 }
@@ -117,7 +119,7 @@ export function createHttpHandler(options: HttpHandlerOptions): (request: NodeRe
     } catch (reason) {
       const error = EmbedderError.from(reason);
       logEmbedderError(options.logger, error, { requestId, method: httpMethod, path: url.pathname });
-      countFailure(options.metrics, error);
+      options.failures(error);
       if (error.reason === "UNAUTHENTICATED") response.setHeader("www-authenticate", wwwAuthenticate);
       writeRestError(response, error, requestId);
       return;
@@ -139,7 +141,7 @@ export function createHttpHandler(options: HttpHandlerOptions): (request: NodeRe
     } catch (reason) {
       const error = EmbedderError.from(reason);
       logEmbedderError(options.logger, error, { requestId, method: httpMethod, path: url.pathname });
-      countFailure(options.metrics, error);
+      options.failures(error);
       writeRestError(response, error, requestId);
     }
   };

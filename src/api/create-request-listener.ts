@@ -6,7 +6,7 @@ import type { Logger } from "pino";
 import type { AccessControl } from "../admission/access-control.js";
 import type { JobService } from "../domain/jobs.js";
 import type { Embedder } from "../domain/types.js";
-import { countFailure } from "../observability/count-failure.js";
+import type { FailureCounter } from "../observability/count-failure.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { StreamSessions } from "../streaming/create-stream-sessions.js";
 import { file_google_rpc_error_details } from "../../gen/google/rpc/error_details_pb.js";
@@ -48,7 +48,7 @@ import { createPlaygroundRoutes } from "../playground/playground-routes.js";
 export interface RequestListenerOptions {
   embedder: Embedder;
   logger: Logger;
-  limits: { maxInputs: number; maxBodyBytes: number };
+  limits: { maxBodyBytes: number };
   /** Ends long-lived health Watch streams when the server closes; unary calls are left to finish. */
   shutdownSignal: AbortSignal;
   healthPollMs: number;
@@ -59,6 +59,8 @@ export interface RequestListenerOptions {
   /** Host and browser-origin check (createOriginGuard), run on every request before the access check. */
   checkOrigin: OriginGuard;
   metrics: Metrics;
+  /** Counts a refusal the transport answers (once: the front door shares it). */
+  failures: FailureCounter;
   /** Where StreamEmbeddings streams are opened. */
   streams: StreamSessions;
   /** Upstream providers' breakers and configuration for the admin routes; absent = none configured. */
@@ -87,7 +89,7 @@ export const SERVED_SERVICES = [
  * to the HTTP side, which refuses it (MISDIRECTED_REQUEST).
  */
 export function createRequestListener(options: RequestListenerOptions): NodeRequestListener {
-  const embedderService = createEmbedderService({ embedder: options.embedder, limits: options.limits, streams: options.streams, jobs: options.jobs });
+  const embedderService = createEmbedderService({ embedder: options.embedder, streams: options.streams, jobs: options.jobs });
   const health = createHealthService({
     embedder: options.embedder,
     services: [EmbedderService.typeName],
@@ -117,7 +119,7 @@ export function createRequestListener(options: RequestListenerOptions): NodeRequ
     interceptors: [
       createMetricsInterceptor(options.metrics),
       createErrorInterceptor(options.logger),
-      createFailureInterceptor(options.metrics),
+      createFailureInterceptor(options.failures),
       createOriginInterceptor(options.checkOrigin),
       createAccessInterceptor(options.access),
     ],
@@ -128,13 +130,13 @@ export function createRequestListener(options: RequestListenerOptions): NodeRequ
     maxBodyBytes: options.limits.maxBodyBytes,
     logger: options.logger,
     statusOf: restStatusOf,
-    dialects: [createOpenAiDialect({ embedder: options.embedder, limits: options.limits })],
-    onError: (error) => countFailure(options.metrics, error),
+    dialects: [createOpenAiDialect({ embedder: options.embedder })],
+    onError: options.failures,
   });
   const http = createHttpHandler({
     routes: [
       ...createMetricsRoutes(options.metrics),
-      ...createSeedRoutes({ embedder: options.embedder, limits: options.limits, metrics: options.metrics }),
+      ...createSeedRoutes({ embedder: options.embedder }),
       ...createProviderRoutes(options.providers),
       ...createPlaygroundRoutes(),
     ],
@@ -143,6 +145,7 @@ export function createRequestListener(options: RequestListenerOptions): NodeRequ
     access: options.access,
     checkOrigin: options.checkOrigin,
     metrics: options.metrics,
+    failures: options.failures,
     logger: options.logger,
     maxBodyBytes: options.limits.maxBodyBytes,
   });
@@ -152,6 +155,7 @@ export function createRequestListener(options: RequestListenerOptions): NodeRequ
     checkOrigin: options.checkOrigin,
     watchLimits: options.watchLimits,
     metrics: options.metrics,
+    failures: options.failures,
     logger: options.logger,
   });
   return (request, response) => {

@@ -9,6 +9,7 @@ import { createRateLimiter } from "../admission/rate-limit.js";
 import { createAuthenticator } from "../auth/create-authenticator.js";
 import type { JobService } from "../domain/jobs.js";
 import type { Embedder } from "../domain/types.js";
+import { createFailureCounter, type FailureCounter } from "../observability/count-failure.js";
 import { createMetrics, registerConnectionGauges, type Metrics } from "../observability/metrics.js";
 import { createStreamSessions, type StreamSessions } from "../streaming/create-stream-sessions.js";
 import { createOriginGuard, guardUpgrades } from "./check-request-origin.js";
@@ -23,12 +24,10 @@ import { createWebSocketHandler } from "./websocket/create-websocket-handler.js"
 
 /** What the transport layer needs from the rest of the service. */
 export interface ServerDeps {
-  /** The pipeline: the one seam every transport calls. */
+  /** The front door: the one seam every transport calls. */
   embedder: Embedder;
   logger: Logger;
   limits: {
-    /** Most texts per request (`SUTRA_MAX_INPUTS`). */
-    maxInputs: number;
     /** Largest request body (REST, Connect unary) or message (gRPC, gRPC-Web, streams), in bytes (`SUTRA_MAX_BODY_BYTES`). */
     maxBodyBytes: number;
   };
@@ -40,6 +39,8 @@ export interface ServerDeps {
   access?: AccessControl;
   /** The service's metrics, served at `/metrics` (default: a fresh registry). */
   metrics?: Metrics;
+  /** The failure counter the front door counts with, so that a refusal is counted once whoever answers it (default: one over `metrics`). */
+  failures?: FailureCounter;
   /** Streams of StreamEmbeddings and the WebSocket route (default: a registry over `embedder`). */
   streams?: StreamSessions;
   /** How often WebSocket connections are pinged for keepalive, in ms (default 30000). */
@@ -133,6 +134,7 @@ export function createServer(deps: ServerDeps): net.Server {
     corsOrigins: deps.origins?.corsOrigins ?? [],
   });
   const metrics = deps.metrics ?? createMetrics();
+  const failures = deps.failures ?? createFailureCounter(metrics);
   const watchLimits = createWatchLimits({
     maxWatchStreams: deps.connectionLimits.maxWatchStreams,
     maxWatchStreamsPerConnection: deps.connectionLimits.maxWatchStreamsPerConnection,
@@ -151,6 +153,7 @@ export function createServer(deps: ServerDeps): net.Server {
     access,
     checkOrigin,
     metrics,
+    failures,
     providers: deps.providers,
     jobs: deps.jobs,
   });

@@ -1,6 +1,4 @@
 import type { ServiceImpl } from "@connectrpc/connect";
-import { validateEmbedRequest } from "../admission/validate-request.js";
-import type { RequestLimits } from "../admission/validate-request.js";
 import { EmbedderError } from "../domain/errors.js";
 import type { Embedder } from "../domain/types.js";
 import type { StreamSessions, TextChunk } from "../streaming/create-stream-sessions.js";
@@ -9,14 +7,14 @@ import { pipeChunks } from "../streaming/pipe-chunks.js";
 import type { EmbedderService, StreamEmbeddingsRequest } from "../../gen/sutra/embedder/v1/embedder_pb.js";
 import { principalKey } from "./access-policy.js";
 import { toEmbedRequest } from "./proto-conversion.js";
-import { PROVIDER_HEADER, requestIdOf } from "./request-context.js";
+import { answersInBinary } from "./proto-conversion.js";
+import { callerOf, requestIdOf } from "./request-context.js";
 import { toGenerateEmbeddingsStreamResponse, toStreamEmbeddingsResponse, toStreamSettings, toTextChunk } from "./stream-conversion.js";
 import { embedderErrorFor } from "./to-connect-error.js";
 
 /** What the streaming rpcs need. */
 export interface StreamingRpcsDeps {
   embedder: Embedder;
-  limits: RequestLimits;
   streams: StreamSessions;
 }
 
@@ -25,7 +23,7 @@ export interface StreamingRpcsDeps {
  * it (gRPC, gRPC-Web, Connect, and the REST transcoding of
  * GenerateEmbeddingsStream as NDJSON or SSE):
  *
- * - GenerateEmbeddingsStream validates its request as GenerateEmbeddings does
+ * - GenerateEmbeddingsStream takes its request as GenerateEmbeddings does
  *   and answers one message per text as soon as its batch finishes
  *   (completion order, with the index);
  * - StreamEmbeddings takes the config as its first message, opens a stream
@@ -41,15 +39,10 @@ export function createStreamingRpcs(
   return {
     async *generateEmbeddingsStream(request, context) {
       try {
-        const provider = context.requestHeader.get(PROVIDER_HEADER);
-        const embedRequest = {
-          ...toEmbedRequest(request, requestIdOf(context)),
-          principal: context.values.get(principalKey),
-          ...(provider === null ? {} : { provider }),
-        };
-        validateEmbedRequest(embedRequest, deps.limits);
+        const embedRequest = toEmbedRequest(request, requestIdOf(context), callerOf(context));
+        const binary = answersInBinary(context.requestHeader.get("content-type"));
         for await (const item of embedEach(deps.embedder, embedRequest, context.signal)) {
-          yield toGenerateEmbeddingsStreamResponse(item);
+          yield toGenerateEmbeddingsStreamResponse(item, binary);
         }
       } catch (reason) {
         throw embedderErrorFor(reason, context.signal);
@@ -65,9 +58,10 @@ export function createStreamingRpcs(
         }
         const settings = toStreamSettings(first.value.message.value, requestId);
         const principal = context.values.get(principalKey);
+        const binary = answersInBinary(context.requestHeader.get("content-type"));
         const session = await deps.streams.open({ ...settings, request: { ...settings.request, principal } }, requestId);
         for await (const answer of pipeChunks(session, chunksOf(iterator), context.signal)) {
-          yield toStreamEmbeddingsResponse(answer);
+          yield toStreamEmbeddingsResponse(answer, binary);
         }
       } catch (reason) {
         throw embedderErrorFor(reason, context.signal);

@@ -1,6 +1,7 @@
 import { create, type DescEnum, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { createEmbedRequest } from "../domain/embed-request.js";
 import { EmbedderError } from "../domain/errors.js";
 import type {
   EmbedRequest,
@@ -34,17 +35,22 @@ import type {
   ListModelsResponseSchema,
   ModelSchema,
 } from "../../gen/sutra/embedder/v1/embedder_pb.js";
+import { residentMemoryMb } from "../observability/resident-memory.js";
 import { enumValueFromWord, enumWordOf } from "./enum-words.js";
 
 /**
  * Converts a GenerateEmbeddings request (from any transport) into the domain
- * request, filling the defaults the transport owns: truncate END, normalize
- * true, embedding types [float], unset config fields stay unset. Enum values
- * the schema does not declare (possible on the wire, proto3 enums are open) are
- * rejected with INVALID_ARGUMENT; range checks are left to validateEmbedRequest.
- * GenerateEmbeddingsStream requests, which have the same fields, convert here too.
+ * request (createEmbedRequest fills what the message leaves unset; `caller`
+ * adds the principal and the provider header). Enum values the schema does
+ * not declare (possible on the wire, proto3 enums are open) are rejected with
+ * INVALID_ARGUMENT; range checks are the front door's. GenerateEmbeddingsStream
+ * requests, which have the same fields, convert here too.
  */
-export function toEmbedRequest(message: Omit<GenerateEmbeddingsRequest, "$typeName">, requestId: string): EmbedRequest {
+export function toEmbedRequest(
+  message: Omit<GenerateEmbeddingsRequest, "$typeName">,
+  requestId: string,
+  caller: Pick<EmbedRequest, "principal" | "provider"> = {},
+): EmbedRequest {
   const embeddingTypes = [
     ...new Set(
       message.embeddingTypes
@@ -52,7 +58,7 @@ export function toEmbedRequest(message: Omit<GenerateEmbeddingsRequest, "$typeNa
         .filter((type) => type !== undefined),
     ),
   ];
-  return {
+  return createEmbedRequest({
     requestId,
     texts: message.texts,
     dimensions: message.dimensions,
@@ -60,12 +66,13 @@ export function toEmbedRequest(message: Omit<GenerateEmbeddingsRequest, "$typeNa
     config: toEngineConfig(message.config),
     instruction: message.instruction === "" ? undefined : message.instruction,
     promptName: message.promptName === "" ? undefined : message.promptName,
-    truncate: domainEnum<TruncateMode>(TruncateSchema, message.truncate, "truncate") ?? "end",
-    normalize: message.normalize ?? true,
-    embeddingTypes: embeddingTypes.length === 0 ? ["float"] : embeddingTypes,
+    truncate: domainEnum<TruncateMode>(TruncateSchema, message.truncate, "truncate"),
+    normalize: message.normalize,
+    embeddingTypes: embeddingTypes.length === 0 ? undefined : embeddingTypes,
     allowCrossModelFallback: message.allowCrossModelFallback,
     user: message.user === "" ? undefined : message.user,
-  };
+    ...caller,
+  });
 }
 
 function toEngineConfig(config: EmbeddingConfig | undefined): EngineConfig {
@@ -143,7 +150,7 @@ export function toGenerateEmbeddingsResponse(
       queueMs: timings.queueMs,
       inferenceMs: timings.inferenceMs,
       tokenizationMs: timings.tokenizationMs,
-      memoryUsageMb: process.memoryUsage.rss() / (1024 * 1024),
+      memoryUsageMb: residentMemoryMb(),
       gpuUtilization: 0,
     },
     metadata: {

@@ -4,7 +4,7 @@ import { anyPack } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
 import type { AccessControl } from "../admission/access-control.js";
 import { EmbedderError } from "../domain/errors.js";
-import { countFailure } from "../observability/count-failure.js";
+import type { FailureCounter } from "../observability/count-failure.js";
 import type { Metrics } from "../observability/metrics.js";
 import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
 import { accessOfRpc, type EarlyAdmitted } from "./access-policy.js";
@@ -37,6 +37,8 @@ export interface EarlyGrpcAdmissionOptions {
   checkOrigin: OriginGuard;
   watchLimits: WatchLimits;
   metrics: Metrics;
+  /** Counts each refusal once. */
+  failures: FailureCounter;
   logger: Logger;
 }
 
@@ -93,7 +95,7 @@ export function createEarlyGrpcAdmission(options: EarlyGrpcAdmissionOptions): Ea
     } catch (error) {
       const refusal = EmbedderError.from(error);
       const trailers = trailersOf(refusal);
-      countFailure(options.metrics, refusal);
+      options.failures(refusal);
       options.metrics.requestsTotal.inc({ protocol: "grpc", route: `/${procedure}`, code: trailers.codeName });
       logEmbedderError(options.logger, refusal, { procedure, requestId });
       writeTrailersOnly(request.stream, trailers.headers, requestId);

@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { createContextKey } from "@connectrpc/connect";
 import type { HandlerContext } from "@connectrpc/connect";
-import type { RunInfo, StageTimings } from "../domain/types.js";
+import type { EmbedRequest, RunInfo, StageTimings } from "../domain/types.js";
+import { principalKey } from "./access-policy.js";
 
 /** Request header that routes a request to an upstream provider (docs/PROVIDERS.md), as a `provider:` model prefix does. */
 export const PROVIDER_HEADER = "x-provider";
@@ -16,6 +17,14 @@ export function providerHeaders(run: Pick<RunInfo, "provider" | "fallbackFrom">)
     "x-embeddings-provider": run.provider,
     ...(run.fallbackFrom === undefined ? {} : { "x-embeddings-fallback-from": run.fallbackFrom }),
   };
+}
+
+/**
+ * Who sent a call and where it asked to go, as request fields: the principal
+ * the access check admitted and the `x-provider` header (absent when not sent).
+ */
+export function callerOf(context: HandlerContext): Pick<EmbedRequest, "principal" | "provider"> {
+  return { principal: context.values.get(principalKey), provider: context.requestHeader.get(PROVIDER_HEADER) ?? undefined };
 }
 
 /** Header that carries the request id in both directions. */

@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Interceptor } from "@connectrpc/connect";
 import type { AccessControl } from "../admission/access-control.js";
-import { countFailure } from "../observability/count-failure.js";
+import type { FailureCounter } from "../observability/count-failure.js";
 import type { Metrics } from "../observability/metrics.js";
 import { accessOfRpc, admittedKey, principalKey } from "./access-policy.js";
 import { interceptFailures } from "./intercept-failures.js";
@@ -31,9 +31,9 @@ export function createAccessInterceptor(access: AccessControl): Interceptor {
  * CANCELLED); it sits inside the error interceptor, where failures are still
  * domain errors (errors that are already ConnectErrors are not counted).
  */
-export function createFailureInterceptor(metrics: Metrics): Interceptor {
+export function createFailureInterceptor(failures: FailureCounter): Interceptor {
   return interceptFailures((reason, request) => {
-    if (!(reason instanceof ConnectError)) countFailure(metrics, embedderErrorFor(reason, request.signal));
+    if (!(reason instanceof ConnectError)) failures(embedderErrorFor(reason, request.signal));
     return reason;
   });
 }

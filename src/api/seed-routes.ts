@@ -1,8 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
-import { validateEmbedRequest, type RequestLimits } from "../admission/validate-request.js";
+import { createEmbedRequest } from "../domain/embed-request.js";
 import { EmbedderError } from "../domain/errors.js";
-import type { EmbedRequest, Embedder, ModelDescription, Principal } from "../domain/types.js";
+import type { Embedder, ModelDescription } from "../domain/types.js";
 import type { Metrics } from "../observability/metrics.js";
 import { GetHealthResponseSchema, ListModelsResponseSchema } from "../../gen/sutra/embedder/v1/embedder_pb.js";
 import type { HttpRoute } from "./create-http-handler.js";
@@ -15,8 +15,6 @@ import { messageToRestJson } from "./rest/rest-json.js";
 /** What the seed API's routes need. */
 export interface SeedRouteDeps {
   embedder: Embedder;
-  limits: RequestLimits;
-  metrics: Metrics;
 }
 
 /** Text embedded by a warmup: short, so warming costs one tiny batch per model. */
@@ -60,7 +58,7 @@ export function createMetricsRoutes(metrics: Metrics): HttpRoute[] {
  *   latency_ms | error}]}.
  */
 export function createSeedRoutes(deps: SeedRouteDeps): HttpRoute[] {
-  const { embedder, limits } = deps;
+  const { embedder } = deps;
   return [
     {
       method: "POST",
@@ -71,14 +69,14 @@ export function createSeedRoutes(deps: SeedRouteDeps): HttpRoute[] {
         const model = optionalString(body, "model") ?? "";
         const providerHeader = httpRequest.headers[PROVIDER_HEADER];
         const provider = optionalString(body, "provider");
-        const request: EmbedRequest = {
-          ...baseRequest(requestId, principal),
+        const request = createEmbedRequest({
+          requestId,
+          principal,
           texts: stringList(body, "texts"),
-          dimensions: optionalInteger(body, "dimensions") ?? 0,
+          dimensions: optionalInteger(body, "dimensions"),
           model: provider !== undefined && provider !== "" && provider !== "local" ? `${provider}:${model}` : model,
-          ...(typeof providerHeader === "string" ? { provider: providerHeader } : {}),
-        };
-        validateEmbedRequest(request, limits);
+          provider: typeof providerHeader === "string" ? providerHeader : undefined,
+        });
         const result = await embedder.embed(request, clientGoneSignal(response));
         sendJson(response, 200, { ...timingHeaders(result.timings), ...providerHeaders(result.run) }, {
           embeddings: result.embeddings.map((embedding) => Array.from(embedding.float ?? [])),
@@ -138,7 +136,7 @@ export function createSeedRoutes(deps: SeedRouteDeps): HttpRoute[] {
           const started = performance.now();
           try {
             const result = await embedder.embed(
-              { ...baseRequest(`${requestId}.${index}`, principal), texts: [WARMUP_TEXT], model: name },
+              createEmbedRequest({ requestId: `${requestId}.${index}`, principal, texts: [WARMUP_TEXT], model: name }),
               clientGone,
             );
             results.push({ model: name, status: "warm", model_id: result.run.modelId, latency_ms: performance.now() - started });
@@ -152,21 +150,6 @@ export function createSeedRoutes(deps: SeedRouteDeps): HttpRoute[] {
       },
     },
   ];
-}
-
-function baseRequest(requestId: string, principal: Principal | undefined): EmbedRequest {
-  return {
-    requestId,
-    texts: [],
-    dimensions: 0,
-    model: "",
-    config: {},
-    truncate: "end",
-    normalize: true,
-    embeddingTypes: ["float"],
-    allowCrossModelFallback: false,
-    ...(principal === undefined ? {} : { principal }),
-  };
 }
 
 function modelsJson(models: ModelDescription[]): JsonValue[] {

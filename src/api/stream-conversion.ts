@@ -31,12 +31,12 @@ export function toTextChunk(message: TextChunkMessage): TextChunk {
 }
 
 /**
- * The answer to one chunk as a `StreamEmbeddingsResponse`: the embedding and
- * its metadata, or a `ChunkError` carrying the reason (the error table's
+ * The answer to one chunk as a `StreamEmbeddingsResponse`: the embedding
+ * (packed bytes with `binary`, see answersInBinary) and its metadata, or a `ChunkError` carrying the reason (the error table's
  * reason, as in every other error envelope), the message and, for errors worth
  * retrying, `retry_after_ms`.
  */
-export function toStreamEmbeddingsResponse(answer: ChunkAnswer): MessageInitShape<typeof StreamEmbeddingsResponseSchema> {
+export function toStreamEmbeddingsResponse(answer: ChunkAnswer, binary = false): MessageInitShape<typeof StreamEmbeddingsResponseSchema> {
   const metadata = {
     latencyMs: answer.latencyMs,
     sequencePosition: BigInt(answer.sequencePosition),
@@ -45,7 +45,7 @@ export function toStreamEmbeddingsResponse(answer: ChunkAnswer): MessageInitShap
   if ("error" in answer) return { chunkId: answer.chunkId, metadata, error: toChunkError(answer.error) };
   return {
     chunkId: answer.chunkId,
-    embedding: toEmbeddingMessage(answer.embedding),
+    embedding: toEmbeddingMessage(answer.embedding, binary),
     metadata: { ...metadata, modelUsed: answer.run.modelId },
   };
 }
@@ -64,9 +64,10 @@ export function toChunkError(error: EmbedderError): MessageInitShape<typeof Chun
   };
 }
 
-/** One GenerateEmbeddingsStream answer: the input's index, its embedding, its tokens and what ran it. */
+/** One GenerateEmbeddingsStream answer: the input's index, its embedding (packed bytes with `binary`, see answersInBinary), its tokens and what ran it. */
 export function toGenerateEmbeddingsStreamResponse(
   item: Extract<EmbedStreamItem, { embedding: unknown }>,
+  binary = false,
 ): MessageInitShape<typeof GenerateEmbeddingsStreamResponseSchema> {
-  return { index: item.index, embedding: toEmbeddingMessage(item.embedding), tokens: item.tokens, modelInfo: { ...item.run } };
+  return { index: item.index, embedding: toEmbeddingMessage(item.embedding, binary), tokens: item.tokens, modelInfo: { ...item.run } };
 }

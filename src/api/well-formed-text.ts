@@ -3,7 +3,7 @@ import type { DescMessage, JsonValue, Message } from "@bufbuild/protobuf";
 import { reflect, type ReflectMessage } from "@bufbuild/protobuf/reflect";
 import { configureTextEncoding } from "@bufbuild/protobuf/wire";
 import type { Interceptor } from "@connectrpc/connect";
-import { checkWellFormedText } from "../admission/validate-request.js";
+import { checkWellFormedText } from "../front-door/validate-request.js";
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 const lenientUtf8 = new TextDecoder("utf-8", { ignoreBOM: true });

@@ -1,7 +1,6 @@
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createAccessControl } from "../admission/access-control.js";
-import { createAdmittedEmbedder } from "../admission/create-admitted-embedder.js";
 import { createRateLimiter } from "../admission/rate-limit.js";
 import { createServer } from "../api/create-server.js";
 import { createJobService, type JobServiceDeps, type JobServiceHandle } from "../jobs/create-job-service.js";
@@ -18,7 +17,12 @@ import { createModelRegistry } from "../models/registry.js";
 import type { Logger } from "../observability/logger.js";
 import { createMetrics, registerServiceGauges, registerStreamGauges, type Metrics } from "../observability/metrics.js";
 import { PACKAGE_ROOT } from "../package-root.js";
-import { createEmbedder, type EmbedderService } from "../pipeline/create-embedder.js";
+import { createEmbedRequest } from "../domain/embed-request.js";
+import { createHealthReporter } from "../engine/create-health-reporter.js";
+import { createLocalEngine } from "../engine/create-local-engine.js";
+import { createModelCatalog } from "../engine/model-catalog.js";
+import { createFrontDoor, type FrontDoor } from "../front-door/create-front-door.js";
+import { createFailureCounter } from "../observability/count-failure.js";
 import { loadProviderGateway } from "../providers/load-provider-gateway.js";
 import { createStreamSessions, type StreamSessions } from "../streaming/create-stream-sessions.js";
 import { connectionLimitsOf, type ServeConfig } from "./serve-options.js";
@@ -28,7 +32,8 @@ const packageVersion = (JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json
 /** A wired service: server not yet listening, plus what main needs to stop it. */
 export interface Service {
   server: ReturnType<typeof createServer>;
-  embedder: EmbedderService;
+  /** The front door every transport and the job service call. */
+  embedder: FrontDoor;
   pool: InferencePool;
   metrics: Metrics;
   /** The streams of StreamEmbeddings and the WebSocket route, with their counters. */
@@ -89,23 +94,27 @@ export async function buildService(config: ServeConfig, logger: Logger, options:
   const cache = config.cacheSize > 0
     ? createEmbeddingCache({ maxEntries: config.cacheSize, ttlSeconds: config.cacheTtlS })
     : undefined;
-  const embedder = createEmbedder({
-    registry,
-    pool,
-    profile,
-    cudaAvailable: cuda.available,
-    maxQueue: config.maxQueue,
-    version: packageVersion,
+  const engine = createLocalEngine({ registry, pool, profile, cudaAvailable: cuda.available, maxQueue: config.maxQueue, logger, metrics, cache });
+  const rateLimiter = createRateLimiter({
+    requestsPerMinute: config.rateLimitRpm,
+    tokensPerMinute: config.rateLimitTpm,
+    burst: config.rateLimitBurst,
+  });
+  const failures = createFailureCounter(metrics);
+  const embedder = createFrontDoor({
+    engine,
+    models: createModelCatalog(registry),
+    health: createHealthReporter({ registry, pool, profile, cudaAvailable: cuda.available, version: packageVersion, cache, providers }),
+    hardwareProfile: profile.name,
+    providers,
+    rateLimiter,
+    limits: { maxInputs: config.maxInputs, maxConcurrency: config.maxConcurrency },
+    failures,
     logger,
     metrics,
-    cache,
-    providers,
   });
   warmup = async (modelId) => {
-    await embedder.embed({
-      requestId: `warmup-${modelId}`, texts: ["warmup"], dimensions: 0, model: modelId, config: {},
-      truncate: "end", normalize: true, embeddingTypes: ["float"], allowCrossModelFallback: false,
-    });
+    await embedder.embed(createEmbedRequest({ requestId: `warmup-${modelId}`, texts: ["warmup"], model: modelId }));
   };
   const tls = config.tlsCert && config.tlsKey
     ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) }
@@ -119,22 +128,17 @@ export async function buildService(config: ServeConfig, logger: Logger, options:
     jwtIssuer: config.jwtIssuer,
     jwtAudience: config.jwtAudience,
   });
-  const rateLimiter = createRateLimiter({
-    requestsPerMinute: config.rateLimitRpm,
-    tokensPerMinute: config.rateLimitTpm,
-    burst: config.rateLimitBurst,
-  });
   registerServiceGauges(metrics, embedder);
-  const admitted = createAdmittedEmbedder({ embedder, rateLimiter, maxConcurrency: config.maxConcurrency, logger, metrics });
-  const streams = createStreamSessions({ embedder: admitted });
+  const streams = createStreamSessions({ embedder });
   registerStreamGauges(metrics, streams);
   const jobs = config.dataDir ? buildJobService(config, { embedder, registry, logger, metrics, batching: profile }) : undefined;
   const server = createServer({
     jobs,
-    embedder: admitted,
+    embedder,
     streams,
     logger,
-    limits: { maxInputs: config.maxInputs, maxBodyBytes: config.maxBodyBytes },
+    failures,
+    limits: { maxBodyBytes: config.maxBodyBytes },
     tls,
     access: createAccessControl({ authenticator, rateLimiter, metrics }),
     metrics,

@@ -23,9 +23,9 @@ export interface EngineConfig {
 }
 
 /**
- * One embedding request as every transport hands it to the pipeline. Transport
- * adapters fill defaults they know (empty model = "", normalize = true,
- * truncate = "end", embeddingTypes = ["float"]); the pipeline validates.
+ * One embedding request as every transport hands it to the front door. Made
+ * with `createEmbedRequest` (src/domain/embed-request.ts), which fills the
+ * defaults; the front door validates it.
  */
 export interface EmbedRequest {
   requestId: string;
@@ -194,8 +194,19 @@ export type EmbedStreamItem =
 export type EmbedStreamResult = Omit<EmbedResult, "embeddings">;
 
 /**
- * The pipeline as the transport layer sees it: the one seam every transport
- * calls (the `Infer` of TEI). Implementations honour `signal`: a request whose
+ * What `check` settles for a request without running it: the model, precision
+ * and execution provider that would run, the tier, and how `dimensions` is honoured.
+ */
+export interface EmbedPlan {
+  run: RunInfo;
+  hardwareProfile: HardwareProfileName;
+  dimensionsPolicy: string;
+}
+
+/**
+ * The front door as the transport layer sees it: the one seam every transport
+ * calls (the `Infer` of TEI). It validates, admits, routes and runs; failures
+ * are counted there once. Implementations honour `signal`: a request whose
  * client has gone is dropped before inference and rejects with CANCELLED.
  */
 export interface Embedder {
@@ -205,11 +216,16 @@ export interface Embedder {
    * input as soon as its batch finishes (completion order, with its index)
    * instead of collecting them. Resolves once every input was told; rejects
    * for request-wide failures (UNKNOWN_MODEL, OVERLOADED, a failed batch,
-   * CANCELLED, ...), after which no more items come. With no texts it only
-   * resolves the model, variant and dimensions and runs nothing, so a stream
-   * can check its settings when it opens.
+   * CANCELLED, ...), after which no more items come.
    */
   embedStream(request: EmbedRequest, onItem: (item: EmbedStreamItem) => void, signal?: AbortSignal): Promise<EmbedStreamResult>;
+  /**
+   * Checks a request's settings without running anything (a stream when it
+   * opens, a job when it is created): everything `embed` checks except the
+   * inputs themselves (`texts` is ignored), then the model, variant and
+   * dimensions are resolved. Rejects with the error `embed` would give.
+   */
+  check(request: EmbedRequest): Promise<EmbedPlan>;
   listModels(filter: { dimensions?: number; hardwareProfile?: HardwareProfileName }): Promise<ModelDescription[]>;
   /**
    * One model by id or alias (UNKNOWN_MODEL otherwise). Absent on embedders without

@@ -1,7 +1,7 @@
 import { EmbedderError } from "../domain/errors.js";
 import type { ChunkingOptions, JobEmbeddingOptions } from "../domain/jobs.js";
 import type { ServedModel } from "../models/registry.js";
-import { prepareTexts } from "../pipeline/prepare-texts.js";
+import { prepareTexts } from "../engine/prepare-texts.js";
 import type { ChunkMeasure } from "./chunk-document.js";
 
 /** Fewest content tokens a chunk may hold: one character of any tokenizer (a byte-level BPE spends up to 4 on it). */

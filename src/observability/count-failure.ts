@@ -1,22 +1,25 @@
-import type { EmbedderError } from "../domain/errors.js";
+import { EmbedderError } from "../domain/errors.js";
 import type { Metrics } from "./metrics.js";
 
-/** Errors already in `sutra_failures_total` (the pipeline counts its own before they reach a transport). */
-const counted = new WeakSet<object>();
-
-/** Notes that `error` was counted elsewhere (by the pipeline), so the transport does not count it again. */
-export function markFailureCounted(error: unknown): void {
-  if (typeof error === "object" && error !== null) counted.add(error);
-}
+/** Counts failed requests in `sutra_failures_total` by reason, each failure once. */
+export type FailureCounter = (error: unknown) => void;
 
 /**
- * Counts a failed request in `sutra_failures_total` by reason, once: the
- * transports call it where they answer with an error (refusals by the access
- * check, validation, the pipeline), and an error the pipeline already counted
- * (or whose cause it counted) is skipped.
+ * The service's one failure counter. The front door counts every failure of
+ * a call it ran; transports call the same counter where they answer with an
+ * error, for refusals that never reached the door (access, malformed
+ * messages). A failure already counted, or one whose cause was (a transport
+ * may wrap the door's error), is skipped, so each is counted once whoever
+ * sees it last.
  */
-export function countFailure(metrics: Metrics, error: EmbedderError): void {
-  if (counted.has(error) || (typeof error.cause === "object" && error.cause !== null && counted.has(error.cause))) return;
-  counted.add(error);
-  metrics.failuresTotal.inc({ reason: error.reason });
+export function createFailureCounter(metrics: Metrics): FailureCounter {
+  const counted = new WeakSet<object>();
+  const seen = (value: unknown) => typeof value === "object" && value !== null && counted.has(value);
+  return (reason) => {
+    const error = EmbedderError.from(reason);
+    if (seen(reason) || seen(error) || seen(error.cause)) return;
+    counted.add(error);
+    if (typeof reason === "object" && reason !== null) counted.add(reason);
+    metrics.failuresTotal.inc({ reason: error.reason });
+  };
 }

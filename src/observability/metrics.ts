@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { HealthReport, ModelDescription } from "../domain/types.js";
+import type { HealthReport, ModelDescription, StageTimings } from "../domain/types.js";
 
 /** Buckets for stage durations, in seconds (0.5 ms .. 10 s). */
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -18,6 +18,10 @@ export interface Metrics {
   requestsInFlight: Gauge;
   /** Sets where `sutra_queue_depth` reads the batcher's depth at scrape time. */
   observeQueueDepth(read: () => number): void;
+  /** Sets where `sutra_requests_in_flight` reads the front door's count at scrape time. */
+  observeRequestsInFlight(read: () => number): void;
+  /** Records one request's stage timings in `sutra_stage_duration_seconds` (label sets bound once, not looked up per call). */
+  observeStages(timings: StageTimings): void;
   embeddingsTotal: Counter<"model" | "precision">;
   failuresTotal: Counter<"reason">;
   cancelledTextsTotal: Counter;
@@ -48,15 +52,29 @@ export function createMetrics(): Metrics {
   collectDefaultMetrics({ register: registry, prefix: "sutra_" });
   const registers = [registry];
   let readQueueDepth = () => 0;
+  let readRequestsInFlight = () => 0;
+  const stageSeconds = new Histogram({
+    name: "sutra_stage_duration_seconds",
+    help: "Time per request spent in each pipeline stage (tokenize, queue, inference, total)",
+    labelNames: ["stage"],
+    buckets: DURATION_BUCKETS,
+    registers,
+  });
+  const stages = {
+    tokenize: stageSeconds.labels({ stage: "tokenize" }),
+    queue: stageSeconds.labels({ stage: "queue" }),
+    inference: stageSeconds.labels({ stage: "inference" }),
+    total: stageSeconds.labels({ stage: "total" }),
+  };
   return {
     registry,
-    stageSeconds: new Histogram({
-      name: "sutra_stage_duration_seconds",
-      help: "Time per request spent in each pipeline stage (tokenize, queue, inference, total)",
-      labelNames: ["stage"],
-      buckets: DURATION_BUCKETS,
-      registers,
-    }),
+    stageSeconds,
+    observeStages(timings) {
+      stages.tokenize.observe(timings.tokenizationMs / 1000);
+      stages.queue.observe(timings.queueMs / 1000);
+      stages.inference.observe(timings.inferenceMs / 1000);
+      stages.total.observe(timings.totalMs / 1000);
+    },
     batchSize: new Histogram({
       name: "sutra_batch_size",
       help: "Texts per inference batch",
@@ -77,9 +95,19 @@ export function createMetrics(): Metrics {
         this.set(readQueueDepth());
       },
     }),
-    requestsInFlight: new Gauge({ name: "sutra_requests_in_flight", help: "Embedding requests accepted and not yet answered", registers }),
+    requestsInFlight: new Gauge({
+      name: "sutra_requests_in_flight",
+      help: "Embedding requests accepted and not yet answered",
+      registers,
+      collect() {
+        this.set(readRequestsInFlight());
+      },
+    }),
     observeQueueDepth(read) {
       readQueueDepth = read;
+    },
+    observeRequestsInFlight(read) {
+      readRequestsInFlight = read;
     },
     embeddingsTotal: new Counter({
       name: "sutra_embeddings_total",

@@ -1,4 +1,5 @@
 import type { EmbeddingType, EncodedEmbedding } from "../domain/types.js";
+import type { DimensionsPlan } from "./resolve-dimensions.js";
 
 /** Scales a vector to unit L2 length in place; a zero vector stays zero. */
 export function normalizeInPlace(vector: Float32Array): Float32Array {
@@ -50,4 +51,15 @@ export function encodeEmbedding(vector: Float32Array, types: readonly EmbeddingT
     }
   }
   return encoded;
+}
+
+/**
+ * The last stage of every local embedding: a Matryoshka size is cut from the
+ * model's vector (a copy) and always renormalised; otherwise the vector is
+ * normalised in place when `normalize` asks; then it is encoded into `types`.
+ */
+export function finishEmbedding(vector: Float32Array, plan: DimensionsPlan, normalize: boolean, types: readonly EmbeddingType[]): EncodedEmbedding {
+  const sized = plan.policy === "matryoshka" ? vector.slice(0, plan.size) : vector;
+  if (normalize || plan.policy === "matryoshka") normalizeInPlace(sized);
+  return encodeEmbedding(sized, types);
 }

@@ -1,9 +1,6 @@
-import { setMaxListeners } from "node:events";
-import { performance } from "node:perf_hooks";
 import { EmbedderError } from "../domain/errors.js";
-import type { ErrorReason } from "../domain/errors.js";
 import type { Embedder, EncodedEmbedding, RunInfo } from "../domain/types.js";
-import { createAnswerQueue } from "./answer-queue.js";
+import { createStreamSession, type StreamSessionEntry } from "./create-stream-session.js";
 import type { StreamSettings } from "./stream-settings.js";
 
 /** One text of a stream, as every streaming transport hands it over. */
@@ -127,26 +124,6 @@ export interface StreamSessions {
   shutdown(): void;
 }
 
-/**
- * Reasons that fail only the chunks they hit: the chunk itself (EMPTY_INPUT,
- * INPUT_TOO_LONG) or a passing condition worth a retry (OVERLOADED, a worker
- * that died, ...). Any other failure concerns the whole stream (its model,
- * its settings, a bug) and ends it with a status.
- */
-const CHUNK_REASONS: ReadonlySet<ErrorReason> = new Set<ErrorReason>([
-  "EMPTY_INPUT",
-  "INPUT_TOO_LONG",
-  "PAYLOAD_TOO_LARGE",
-  "RATE_LIMITED",
-  "OVERLOADED",
-  "WORKER_FAILED",
-  "UPSTREAM_UNAVAILABLE",
-  "UPSTREAM_BAD_RESPONSE",
-  "SHUTTING_DOWN",
-  "DEADLINE_EXCEEDED",
-  "MODEL_NOT_READY",
-]);
-
 /** Wait a client is told when the server drains. */
 const SHUTDOWN_RETRY_AFTER_MS = 1000;
 
@@ -158,7 +135,7 @@ const SHUTDOWN_RETRY_AFTER_MS = 1000;
  */
 export function createStreamSessions(options: { embedder: Embedder; limits?: Partial<StreamLimits> }): StreamSessions {
   const limits: StreamLimits = { ...DEFAULT_STREAM_LIMITS, ...options.limits };
-  const open = new Map<string, { session: StreamSession; stats: () => StreamSessionStats; shutdown: () => void }>();
+  const open = new Map<string, StreamSessionEntry>();
   const counters = { timers: 0, flushesInFlight: 0 };
   let shuttingDown = false;
   let sequence = 0;
@@ -170,11 +147,11 @@ export function createStreamSessions(options: { embedder: Embedder; limits?: Par
     limits,
     async open(settings, requestId) {
       if (shuttingDown) throw shutdownError();
-      const { run } = await options.embedder.embedStream({ ...settings.request, requestId, texts: [] }, () => undefined);
+      const { run } = await options.embedder.check({ ...settings.request, requestId, texts: [] });
       if (shuttingDown) throw shutdownError();
       sequence += 1;
       const id = `${requestId}#${sequence}`;
-      const opened = openSession({
+      const opened = createStreamSession({
         id,
         requestId,
         run,
@@ -199,198 +176,6 @@ export function createStreamSessions(options: { embedder: Embedder; limits?: Par
     shutdown() {
       shuttingDown = true;
       for (const entry of open.values()) entry.shutdown();
-    },
-  };
-}
-
-interface SessionDeps {
-  id: string;
-  requestId: string;
-  run: RunInfo;
-  settings: StreamSettings;
-  limits: StreamLimits;
-  embedder: Embedder;
-  counters: { timers: number; flushesInFlight: number };
-  shutdownError: () => EmbedderError;
-  onClose: () => void;
-}
-
-interface Waiting {
-  chunk: TextChunk;
-  arrival: number;
-  receivedAt: number;
-  bytes: number;
-}
-
-type Outcome = { embedding: EncodedEmbedding; run: RunInfo; tokens: number } | { error: EmbedderError };
-
-function openSession(deps: SessionDeps): { session: StreamSession; stats: () => StreamSessionStats; shutdown: () => void } {
-  const { settings, limits, counters } = deps;
-  /** open: takes chunks; ending: flushing what it holds; finished: answers complete; closed: released. */
-  let state: "open" | "ending" | "finished" | "closed" = "open";
-  let endError: EmbedderError | undefined;
-  let buffer: Waiting[] = [];
-  let timer: NodeJS.Timeout | undefined;
-  let received = 0;
-  let pendingChunks = 0;
-  let pendingBytes = 0;
-  let flushes = 0;
-  let roomWaiters: Array<() => void> = [];
-  const cancel = new AbortController();
-  // Every flush in flight listens on this signal; the pending-chunk limit bounds how many there are.
-  setMaxListeners(0, cancel.signal);
-  const queue = createAnswerQueue<ChunkAnswer>(() => {
-    pendingChunks -= 1;
-    wakeWriters();
-  });
-
-  const hasRoom = () => pendingChunks < limits.maxPendingChunks && pendingBytes < limits.maxPendingBytes;
-  const wakeWriters = () => {
-    if (roomWaiters.length === 0 || (state === "open" && !hasRoom())) return;
-    const waiters = roomWaiters;
-    roomWaiters = [];
-    for (const waiter of waiters) waiter();
-  };
-  const stopTimer = () => {
-    if (timer === undefined) return;
-    clearTimeout(timer);
-    timer = undefined;
-    counters.timers -= 1;
-  };
-
-  const answer = (waiting: Waiting, outcome: Outcome) => {
-    pendingBytes -= waiting.bytes;
-    queue.push({
-      chunkId: waiting.chunk.chunkId,
-      arrival: waiting.arrival,
-      sequencePosition: waiting.chunk.position > 0 ? waiting.chunk.position : waiting.arrival,
-      latencyMs: performance.now() - waiting.receivedAt,
-      timestamp: new Date(),
-      ...outcome,
-    });
-    wakeWriters();
-  };
-
-  const finishIfDone = () => {
-    if (state !== "ending" || buffer.length > 0 || flushes > 0) return;
-    state = "finished";
-    if (endError === undefined) queue.end();
-    else queue.fail(endError);
-  };
-
-  const failStream = (error: EmbedderError) => {
-    if (state === "finished" || state === "closed") return;
-    stopTimer();
-    for (const waiting of buffer) pendingBytes -= waiting.bytes;
-    pendingChunks -= buffer.length;
-    buffer = [];
-    endError = error;
-    state = "finished";
-    cancel.abort();
-    queue.fail(error);
-    wakeWriters();
-  };
-
-  const flush = () => {
-    stopTimer();
-    if (buffer.length === 0) return;
-    const batch = buffer;
-    buffer = [];
-    const answered = new Array<boolean>(batch.length).fill(false);
-    flushes += 1;
-    counters.flushesInFlight += 1;
-    deps.embedder
-      .embedStream(
-        { ...settings.request, requestId: deps.requestId, texts: batch.map((waiting) => waiting.chunk.text) },
-        (item) => {
-          if (state === "closed" || answered[item.index]) return;
-          answered[item.index] = true;
-          answer(batch[item.index], "error" in item ? { error: item.error } : { embedding: item.embedding, run: item.run, tokens: item.tokens });
-        },
-        cancel.signal,
-      )
-      .catch((reason: unknown) => {
-        if (state === "closed") return;
-        const error = EmbedderError.from(reason);
-        const missed = batch.filter((_, index) => !answered[index]);
-        if (CHUNK_REASONS.has(error.reason)) {
-          for (const waiting of missed) answer(waiting, { error });
-          return;
-        }
-        for (const waiting of missed) pendingBytes -= waiting.bytes;
-        pendingChunks -= missed.length;
-        failStream(error);
-      })
-      .finally(() => {
-        flushes -= 1;
-        counters.flushesInFlight -= 1;
-        finishIfDone();
-      });
-  };
-
-  const end = () => {
-    if (state !== "open") return;
-    state = "ending";
-    flush();
-    finishIfDone();
-    wakeWriters();
-  };
-
-  const session: StreamSession = {
-    id: deps.id,
-    run: deps.run,
-    settings,
-    accepting: () => state === "open",
-    add(chunk) {
-      if (state !== "open") return -1;
-      const waiting: Waiting = { chunk, arrival: received, receivedAt: performance.now(), bytes: Buffer.byteLength(chunk.text) };
-      received += 1;
-      pendingChunks += 1;
-      if (chunk.text.length === 0) {
-        const label = chunk.chunkId === "" ? `chunk ${waiting.arrival}` : `chunk "${chunk.chunkId}"`;
-        answer({ ...waiting, bytes: 0 }, {
-          error: new EmbedderError("EMPTY_INPUT", `${label} is empty`, { details: { chunk_id: chunk.chunkId, arrival: waiting.arrival } }),
-        });
-      } else {
-        pendingBytes += waiting.bytes;
-        buffer.push(waiting);
-        if (buffer.length >= settings.bufferSize) {
-          flush();
-        } else if (timer === undefined) {
-          timer = setTimeout(flush, settings.maxLatencyMs);
-          counters.timers += 1;
-        }
-      }
-      if (chunk.isFinal) end();
-      return waiting.arrival;
-    },
-    hasRoom,
-    writable: () =>
-      state !== "open" || hasRoom() ? Promise.resolve() : new Promise<void>((resolve) => roomWaiters.push(resolve)),
-    end,
-    fail: (error) => failStream(EmbedderError.from(error)),
-    close() {
-      if (state === "closed") return;
-      state = "closed";
-      stopTimer();
-      buffer = [];
-      pendingChunks = 0;
-      pendingBytes = 0;
-      cancel.abort();
-      queue.discard();
-      wakeWriters();
-      deps.onClose();
-    },
-    answers: queue,
-  };
-
-  return {
-    session,
-    stats: () => ({ id: deps.id, received, pendingChunks, pendingBytes, full: !hasRoom() }),
-    shutdown() {
-      if (state !== "open") return;
-      endError = deps.shutdownError();
-      end();
     },
   };
 }

@@ -1,5 +1,5 @@
-import { validateEmbedRequest } from "../admission/validate-request.js";
 import { EmbedderError } from "../domain/errors.js";
+import { validateEmbedSettings } from "../front-door/validate-request.js";
 import type { EmbedRequest } from "../domain/types.js";
 
 /** The settings of one StreamEmbeddings (or WebSocket) stream, from its first message. */
@@ -21,19 +21,18 @@ export const MAX_LATENCY_MS_RANGE = { min: 1, max: 10_000, default: 50 } as cons
 /**
  * Settles a stream's settings from what its config message asked for: 0
  * means the default (32 chunks, 50 ms), values out of range are
- * INVALID_ARGUMENT, and the embedding options are checked exactly as a
- * GenerateEmbeddings request's are (INVALID_DIMENSIONS, INVALID_ARGUMENT), so
- * a bad config fails the stream before any chunk is sent. Model-dependent
- * checks (UNKNOWN_MODEL, dimensions the model cannot give) happen when the
- * stream opens.
+ * INVALID_ARGUMENT, and the embedding options are checked as a
+ * GenerateEmbeddings request's settings are (INVALID_DIMENSIONS,
+ * INVALID_ARGUMENT), so a bad config fails the stream at its first message.
+ * What needs the model (UNKNOWN_MODEL, sizes the model cannot give) is the
+ * front door's `check` when the stream opens, still before any chunk.
  */
 export function resolveStreamSettings(asked: { request: EmbedRequest; bufferSize: number; maxLatencyMs: number }): StreamSettings {
   const bufferSize = asked.bufferSize === 0 ? BUFFER_SIZE_RANGE.default : asked.bufferSize;
   const maxLatencyMs = asked.maxLatencyMs === 0 ? MAX_LATENCY_MS_RANGE.default : asked.maxLatencyMs;
   checkRange("buffer_size", bufferSize, BUFFER_SIZE_RANGE);
   checkRange("max_latency_ms", maxLatencyMs, MAX_LATENCY_MS_RANGE);
-  // One placeholder text: the options are judged by the same rules as a request's, texts aside.
-  validateEmbedRequest({ ...asked.request, texts: ["-"] }, { maxInputs: 1 });
+  validateEmbedSettings(asked.request);
   return { request: { ...asked.request, texts: [] }, bufferSize, maxLatencyMs };
 }
 

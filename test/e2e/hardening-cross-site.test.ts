@@ -283,7 +283,7 @@ describe("Host names with auth none: 421 for a name that is neither loopback nor
     expect((await request(server.port, { path: "/v1/models", headers: { host: `[fd00::7]:${server.port}` } })).status).toBe(200);
     expect((await request(server.port, { path: "/v1/models", headers: { host: FOREIGN_HOST } })).status).toBe(421);
     const silent = pino({ level: "silent" });
-    const deps = { embedder: createFakeEmbedder(), logger: silent, limits: { maxInputs: 8, maxBodyBytes: 1024 }, connectionLimits: DEFAULT_SERVE_CONNECTION_LIMITS };
+    const deps = { embedder: createFakeEmbedder(), logger: silent, limits: { maxBodyBytes: 1024 }, connectionLimits: DEFAULT_SERVE_CONNECTION_LIMITS };
     expect(() => createServer({ ...deps, origins: { allowedHosts: ["http://embed.internal"] } })).toThrow(/SUTRA_ALLOWED_HOSTS/);
     expect(() => createServer({ ...deps, origins: { corsOrigins: ["*"] } })).toThrow(/SUTRA_CORS_ORIGINS/);
   });

@@ -4,10 +4,15 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
 import { createServer } from "../../src/api/create-server.js";
 import type { ConnectionLimits, ServerDeps } from "../../src/api/create-server.js";
+import { createRateLimiter } from "../../src/admission/rate-limit.js";
 import { connectionLimitsOf, serveDefaults } from "../../src/cli/serve-options.js";
+import { createFrontDoor, type FrontDoor } from "../../src/front-door/create-front-door.js";
+import { createFailureCounter, type FailureCounter } from "../../src/observability/count-failure.js";
+import { createMetrics, type Metrics } from "../../src/observability/metrics.js";
 import { EmbedderError, ERROR_REASONS } from "../../src/domain/errors.js";
 import type { ErrorReason } from "../../src/domain/errors.js";
 import type {
+  EmbedPlan,
   EmbedRequest,
   EmbedResult,
   EmbedStreamResult,
@@ -130,6 +135,10 @@ export function createFakeEmbedder(): FakeEmbedder {
       embeddings.forEach((embedding, index) => onItem({ index, embedding, tokens: request.texts[index].split(/\s+/).length, run: result.run }));
       return result;
     },
+    async check(request): Promise<EmbedPlan> {
+      const { run, hardwareProfile, dimensionsPolicy } = await fake.embed({ ...request, texts: [] });
+      return { run, hardwareProfile, dimensionsPolicy };
+    },
     async listModels(filter): Promise<ModelDescription[]> {
       return FAKE_MODELS.filter(
         (model) =>
@@ -207,8 +216,39 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-/** Settings of a test server: any of createServer's, the connection limits one by one. */
-export type TestServerOverrides = Omit<Partial<ServerDeps>, "connectionLimits"> & { connectionLimits?: Partial<ConnectionLimits> };
+/**
+ * Settings of a test server: any of createServer's, the connection limits one by one, and the front
+ * door's `maxInputs` beside the body bound. `embedder` is the fake behind the front door.
+ */
+export type TestServerOverrides = Omit<Partial<ServerDeps>, "connectionLimits" | "limits"> & {
+  connectionLimits?: Partial<ConnectionLimits>;
+  limits?: { maxInputs?: number; maxBodyBytes: number };
+};
+
+/**
+ * The service's real front door (validation, admission, failure counting) in front of a fake that
+ * stands in for the local engine and the model catalog, as `sutra serve` puts it in front of ONNX.
+ */
+export function frontDoorOver(fake: Embedder, options: { maxInputs: number; metrics: Metrics; failures: FailureCounter }): FrontDoor {
+  return createFrontDoor({
+    engine: {
+      async embed(request, signal, onItem) {
+        if (onItem === undefined) return fake.embed(request, signal);
+        return { ...(await fake.embedStream(request, onItem, signal)), embeddings: [] };
+      },
+      check: (request) => fake.check(request),
+      idle: async () => undefined,
+    },
+    models: fake,
+    health: { record: () => undefined, report: () => fake.health() },
+    hardwareProfile: "medium",
+    rateLimiter: createRateLimiter({ requestsPerMinute: 0, tokensPerMinute: 0, burst: 0 }),
+    limits: { maxInputs: options.maxInputs, maxConcurrency: 0 },
+    failures: options.failures,
+    logger: pino({ level: "silent" }),
+    metrics: options.metrics,
+  });
+}
 
 /** The connection limits `sutra serve` has by default. */
 export const DEFAULT_SERVE_CONNECTION_LIMITS: ConnectionLimits = connectionLimitsOf(serveDefaults());
@@ -218,13 +258,18 @@ export const DEFAULT_SERVE_CONNECTION_LIMITS: ConnectionLimits = connectionLimit
  * connection limits of `sutra serve` (each replaced by `overrides.connectionLimits`).
  */
 export async function startTestServer(overrides: TestServerOverrides = {}): Promise<TestServer> {
-  const embedder = createFakeEmbedder();
+  const { embedder: given, limits, ...rest } = overrides;
+  const embedder = (given ?? createFakeEmbedder()) as FakeEmbedder;
+  const metrics = overrides.metrics ?? createMetrics();
+  const failures = createFailureCounter(metrics);
   const server = createServer({
-    embedder,
     logger: pino({ level: "silent" }),
-    limits: { maxInputs: 2048, maxBodyBytes: 1024 * 1024 },
     healthPollMs: 50,
-    ...overrides,
+    ...rest,
+    embedder: frontDoorOver(embedder, { maxInputs: limits?.maxInputs ?? 2048, metrics, failures }),
+    limits: { maxBodyBytes: limits?.maxBodyBytes ?? 1024 * 1024 },
+    metrics,
+    failures,
     connectionLimits: { ...DEFAULT_SERVE_CONNECTION_LIMITS, ...overrides.connectionLimits },
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));

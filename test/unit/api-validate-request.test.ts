@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { validateEmbedRequest } from "../../src/admission/validate-request.js";
+import { validateEmbedRequest } from "../../src/front-door/validate-request.js";
 import { EmbedderError } from "../../src/domain/errors.js";
 import type { ErrorDetails, ErrorReason } from "../../src/domain/errors.js";
 import type { EmbedRequest } from "../../src/domain/types.js";

@@ -65,6 +65,10 @@ function controlledEmbedder(options: { autoRelease?: boolean; failures?: Embedde
       };
     },
     embedStream: () => Promise.reject(new Error("unused")),
+    async check(request) {
+      const { run, hardwareProfile, dimensionsPolicy } = await embedder.embed({ ...request, texts: [] });
+      return { run, hardwareProfile, dimensionsPolicy };
+    },
     listModels: async () => [],
     health: () => { throw new Error("unused"); },
   };

@@ -9,7 +9,7 @@ import type { ModelManifest } from "../../src/models/manifest.js";
 import { createModelRegistry } from "../../src/models/registry.js";
 import { DEFAULT_TASK_PRESETS } from "../../src/models/task-presets.js";
 import { writeTinyBertModel, writeTinyDecoderModel } from "../support/tiny-models.js";
-import { prepareTexts } from "../../src/pipeline/prepare-texts.js";
+import { prepareTexts } from "../../src/engine/prepare-texts.js";
 
 let root: string;
 beforeAll(async () => {

@@ -36,11 +36,12 @@ interface Flush {
   reject(error: unknown): void;
 }
 
-/** An Embedder whose streaming calls wait until the test answers them; a call with no texts resolves at once. */
+/** An Embedder whose streaming calls wait until the test answers them; `check` resolves at once. */
 function controlledEmbedder() {
   const flushes: Flush[] = [];
   const embedder: Embedder = {
     embed: () => Promise.reject(new Error("not used")),
+    check: async () => ({ run: RUN, hardwareProfile: "medium", dimensionsPolicy: "native" }),
     listModels: async () => [],
     health: () => {
       throw new Error("not used");
@@ -54,7 +55,6 @@ function controlledEmbedder() {
         hardwareProfile: "medium",
         dimensionsPolicy: "native",
       };
-      if (request.texts.length === 0) return Promise.resolve(result);
       return new Promise((resolve, reject) => {
         flushes.push({
           texts: request.texts,

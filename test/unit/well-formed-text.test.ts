@@ -1,6 +1,6 @@
 import { create, fromBinary, type JsonValue } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import { checkWellFormedText, validateEmbedRequest } from "../../src/admission/validate-request.js";
+import { checkWellFormedText, validateEmbedRequest } from "../../src/front-door/validate-request.js";
 import { checkWellFormedJson, checkWellFormedMessage, decodeProtobufStringsMarked, decodeUtf8Marked } from "../../src/api/well-formed-text.js";
 import { EmbedderError } from "../../src/domain/errors.js";
 import type { EmbedRequest } from "../../src/domain/types.js";

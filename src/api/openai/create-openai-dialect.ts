@@ -1,4 +1,3 @@
-import { validateEmbedRequest, type RequestLimits } from "../../admission/validate-request.js";
 import type { Embedder } from "../../domain/types.js";
 import { EmbedderService } from "../../../gen/sutra/embedder/v1/embedder_pb.js";
 import { principalKey } from "../access-policy.js";
@@ -11,7 +10,6 @@ import { isOpenAiBody, parseOpenAiRequest } from "./parse-openai-request.js";
 /** What the OpenAI dialect needs. */
 export interface OpenAiDialectDeps {
   embedder: Embedder;
-  limits: RequestLimits;
 }
 
 /**
@@ -31,7 +29,6 @@ export function createOpenAiDialect(deps: OpenAiDialectDeps): RestDialect {
       const { request, encodingFormat } = parseOpenAiRequest(body, requestId, values.get(principalKey));
       const provider = httpRequest.headers[PROVIDER_HEADER];
       if (typeof provider === "string") request.provider = provider;
-      validateEmbedRequest(request, deps.limits);
       const clientGone = new AbortController();
       const onClose = (): void => {
         if (!response.writableFinished) clientGone.abort();

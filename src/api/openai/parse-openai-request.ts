@@ -1,4 +1,5 @@
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
+import { createEmbedRequest } from "../../domain/embed-request.js";
 import { EmbedderError } from "../../domain/errors.js";
 import type { EmbedRequest, Principal } from "../../domain/types.js";
 
@@ -56,20 +57,15 @@ export function parseOpenAiRequest(body: JsonObject, requestId: string, principa
   if (dimensions !== null && typeof dimensions !== "number") throw invalid("dimensions", "dimensions must be an integer");
   const user = field(body, "user") ?? null;
   if (user !== null && typeof user !== "string") throw invalid("user", "user must be a string");
-  const request: EmbedRequest = {
+  const request = createEmbedRequest({
     requestId,
     texts,
-    dimensions: dimensions ?? 0,
-    model: model ?? "",
-    config: {},
-    truncate: "end",
-    normalize: true,
-    embeddingTypes: ["float"],
-    allowCrossModelFallback: false,
-    ...(tokenIds === undefined ? {} : { tokenIds }),
-    ...(user === null || user === "" ? {} : { user }),
-    ...(principal === undefined ? {} : { principal }),
-  };
+    dimensions: dimensions ?? undefined,
+    model: model ?? undefined,
+    tokenIds,
+    user: user === null || user === "" ? undefined : user,
+    principal,
+  });
   return { request, encodingFormat: format ?? "float" };
 }
 

@@ -1,7 +1,7 @@
 import { EmbedderError } from "../domain/errors.js";
 import type { EmbedRequest } from "../domain/types.js";
 
-/** Request limits a transport enforces before anything is queued (docs/AUTH.md, "Request limits"). */
+/** Request limits the front door enforces before anything is queued (docs/AUTH.md, "Request limits"). */
 export interface RequestLimits {
   /** Most texts in one request (`SUTRA_MAX_INPUTS`, 2048 by default). */
   maxInputs: number;
@@ -62,6 +62,16 @@ export function validateEmbedRequest(request: EmbedRequest, limits: RequestLimit
     throw new EmbedderError("EMPTY_INPUT", `${name}[${emptyIndex}] is empty`, { details: { index: emptyIndex } });
   }
   request.texts.forEach((text, index) => checkWellFormedText(text, "texts", index));
+  validateEmbedSettings(request);
+}
+
+/**
+ * The settings half of {@link validateEmbedRequest}, for a request whose
+ * inputs come later (a stream when it opens, a job when it is created):
+ * `dimensions` (0 or 64..4096, else INVALID_DIMENSIONS) and
+ * `config.batch_size` (1..256, else INVALID_ARGUMENT).
+ */
+export function validateEmbedSettings(request: Pick<EmbedRequest, "dimensions" | "config">): void {
   const { dimensions } = request;
   const dimensionsValid =
     Number.isInteger(dimensions) &&

@@ -1,0 +1,20 @@
+import type { ModelCatalog } from "../front-door/create-front-door.js";
+import type { ModelRegistry } from "../models/registry.js";
+
+/**
+ * The model rpcs over the registry: ListModels keeps the models whose native
+ * or Matryoshka sizes include `dimensions` and that declare the tier asked for
+ * (a model declaring no tiers serves every tier; `auto` filters nothing);
+ * GetModel finds one by id or alias; DownloadModel starts or polls a download.
+ */
+export function createModelCatalog(registry: ModelRegistry): Required<ModelCatalog> {
+  return {
+    async listModels(filter) {
+      return registry.describe().filter((model) =>
+        (!filter.dimensions || model.dimensions === filter.dimensions || model.matryoshkaDimensions.includes(filter.dimensions)) &&
+        (!filter.hardwareProfile || filter.hardwareProfile === "auto" || model.hardwareProfiles.length === 0 || model.hardwareProfiles.includes(filter.hardwareProfile)));
+    },
+    getModel: (modelId) => registry.describeOne(modelId),
+    downloadModel: (modelId, revision) => registry.download(modelId, revision),
+  };
+}
