@@ -1,4 +1,4 @@
-import type { DescService, JsonValue } from "@bufbuild/protobuf";
+import type { JsonValue } from "@bufbuild/protobuf";
 import { createContextValues } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { AccessControl, AccessLevel } from "../admission/access-control.js";
@@ -12,7 +12,7 @@ import type { NodeRequest, NodeResponse } from "./node-types.js";
 import type { RestHandler } from "./rest/create-rest-handler.js";
 import { matchPathTemplate, parsePathTemplate, type PathTemplate } from "./rest/path-template.js";
 import { readJsonRequest } from "./rest/read-json-request.js";
-import { createRouteTable, findRoute, SEED_PATH_PREFIX } from "./rest/route-table.js";
+import { findRoute, SEED_PATH_PREFIX } from "./rest/route-table.js";
 import { logEmbedderError } from "./to-connect-error.js";
 import { writeRestError } from "./rest/write-rest-error.js";
 
@@ -48,8 +48,6 @@ export interface HttpHandlerOptions {
   routes: readonly HttpRoute[];
   /** The REST transcoder, for every other path. */
   rest: RestHandler;
-  /** The services the REST transcoder serves, to look up each route's access level and metrics label. */
-  services: readonly DescService[];
   access: AccessControl;
   /** Host and browser-origin check, run on every request before the access check. */
   checkOrigin: OriginGuard;
@@ -82,7 +80,6 @@ export function createHttpHandler(options: HttpHandlerOptions): (request: NodeRe
       template: parsePathTemplate(path),
     })),
   );
-  const restRoutes = createRouteTable(options.services);
   const wwwAuthenticate = options.access.authenticator.mode === "jwt" ? 'Bearer realm="sutra"' : 'Bearer realm="sutra", ApiKey header="X-API-Key"';
 
   return async (request, response, requestId) => {
@@ -100,7 +97,7 @@ export function createHttpHandler(options: HttpHandlerOptions): (request: NodeRe
         break;
       }
     }
-    const rest = own === undefined ? findRoute(restRoutes, httpMethod, url.pathname) : undefined;
+    const rest = own === undefined ? findRoute(options.rest.routes, httpMethod, url.pathname) : undefined;
     const route = own !== undefined ? `${httpMethod} ${own.route.path}` : rest !== undefined ? `${httpMethod} ${rest.route.template.source}` : "unmatched";
     const level: AccessLevel = own?.route.access ?? (rest === undefined ? "open" : accessOfRpc(rest.route.method.parent.typeName, rest.route.method.name));
     let principal: Principal | undefined;
@@ -125,7 +122,7 @@ export function createHttpHandler(options: HttpHandlerOptions): (request: NodeRe
       return;
     }
     if (own === undefined) {
-      await options.rest(request, response, requestId, createContextValues().set(principalKey, principal));
+      await options.rest.serve({ request, response, requestId, url, match: rest, values: createContextValues().set(principalKey, principal) });
       return;
     }
     try {

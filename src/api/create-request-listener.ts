@@ -141,7 +141,6 @@ export function createRequestListener(options: RequestListenerOptions): NodeRequ
       ...createPlaygroundRoutes(),
     ],
     rest,
-    services: [EmbedderService],
     access: options.access,
     checkOrigin: options.checkOrigin,
     metrics: options.metrics,

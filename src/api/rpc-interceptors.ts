@@ -1,4 +1,4 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { ConnectError } from "@connectrpc/connect";
 import type { Interceptor } from "@connectrpc/connect";
 import type { AccessControl } from "../admission/access-control.js";
 import type { FailureCounter } from "../observability/count-failure.js";

@@ -1,6 +1,6 @@
 import { setTimeout as sleepFor } from "node:timers/promises";
 import { EmbedderError } from "../domain/errors.js";
-import { createTokenBucket } from "./token-bucket.js";
+import { createTokenBucket } from "../admission/token-bucket.js";
 
 /** A slot for one upstream call; release it when the call is over. */
 export interface ProviderSlot {

@@ -4,7 +4,7 @@ import { createCircuitBreaker } from "../../src/providers/circuit-breaker.js";
 import { parseFallbackChain, parseProvidersConfig, redactedProvidersConfig } from "../../src/providers/provider-config.js";
 import { createProviderLimiter } from "../../src/providers/provider-limiter.js";
 import { backoffDelayMs, retryAfterMs } from "../../src/providers/retry-policy.js";
-import { createTokenBucket } from "../../src/providers/token-bucket.js";
+import { createTokenBucket } from "../../src/admission/token-bucket.js";
 import { createUpstreamClient, UpstreamFailure } from "../../src/providers/upstream-client.js";
 
 /** A clock the test moves by hand. */

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import type { DescMethod, JsonValue, Message } from "@bufbuild/protobuf";
-import { createContextValues, createHandlerContext } from "@connectrpc/connect";
+import { createHandlerContext } from "@connectrpc/connect";
 import type { ContextValues, MethodImplSpec, ServiceImplSpec } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { EmbedderError } from "../../domain/errors.js";
@@ -10,8 +10,8 @@ import { requestIdKey } from "../request-context.js";
 import { logEmbedderError } from "../to-connect-error.js";
 import { readJsonRequest } from "./read-json-request.js";
 import { messageToRestJson, restRequestToMessage } from "./rest-json.js";
-import { createRouteTable, findRoute } from "./route-table.js";
-import type { RouteMatch } from "./route-table.js";
+import { createRouteTable } from "./route-table.js";
+import type { RestRoute, RouteMatch } from "./route-table.js";
 import { writeRestError } from "./write-rest-error.js";
 import { writeRestStream } from "./write-rest-stream.js";
 
@@ -50,11 +50,23 @@ export interface RestDialect {
   serve(call: DialectCall): Promise<void>;
 }
 
-/**
- * Serves one REST request; it never rejects (failures become the REST error
- * envelope). `values` carries what the access check learned (the principal).
- */
-export type RestHandler = (request: NodeRequest, response: NodeResponse, requestId: string, values?: ContextValues) => Promise<void>;
+/** One REST request, its route already found (undefined: no route matched). */
+export interface RestRequest {
+  request: NodeRequest;
+  response: NodeResponse;
+  requestId: string;
+  url: URL;
+  match: RouteMatch | undefined;
+  /** What the access check learned (the principal). */
+  values: ContextValues;
+}
+
+/** The REST transcoder: its routes, so the HTTP side finds a request's route once, and the call itself. */
+export interface RestHandler {
+  readonly routes: readonly RestRoute[];
+  /** Serves one request; it never rejects (failures become the REST error envelope). */
+  serve(call: RestRequest): Promise<void>;
+}
 
 /**
  * Creates the REST transcoder: routes come from the services' `google.api.http`
@@ -73,11 +85,9 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
   for (const spec of options.services) {
     for (const method of Object.values(spec.methods)) implementations.set(method.method, method);
   }
-  return async (request, response, requestId, values = createContextValues()) => {
-    const url = new URL(request.url ?? "/", "http://localhost");
+  const serve = async ({ request, response, requestId, url, match, values }: RestRequest): Promise<void> => {
     const httpMethod = request.method ?? "GET";
     try {
-      const match = findRoute(routes, httpMethod, url.pathname);
       if (match === undefined) {
         throw new EmbedderError("ROUTE_NOT_FOUND", `no route for ${httpMethod} ${url.pathname}`, {
           details: { method: httpMethod, path: url.pathname },
@@ -103,6 +113,7 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
       writeRestError(response, error, requestId);
     }
   };
+  return { routes, serve };
 }
 
 interface RestCall {
@@ -133,7 +144,7 @@ async function callUnary(
     });
     sendJson(call.response, options.statusOf?.(method, output) ?? 200, headers, body);
   } finally {
-    context.abort();
+    context.abort(CALL_ENDED);
   }
 }
 
@@ -149,7 +160,7 @@ async function callServerStreaming(
   try {
     await writeRestStream({ ...call, logger: options.logger }, method.output, implementation.impl(input, context));
   } finally {
-    context.abort();
+    context.abort(CALL_ENDED);
   }
 }
 
@@ -162,6 +173,13 @@ function restInput(method: DescMethod, match: RouteMatch, call: RestCall): Messa
     query: call.url.searchParams,
   });
 }
+
+/**
+ * The reason a REST call's context is aborted with once its answer is written,
+ * releasing its listeners; one shared value, since aborting without a reason
+ * builds a DOMException (with its stack) on every call.
+ */
+const CALL_ENDED = new Error("the call ended");
 
 /** A handler context of protocol "rest" whose signal aborts when the client goes away before the answer ends. */
 function restContext(method: DescMethod, call: RestCall): ReturnType<typeof createHandlerContext> {

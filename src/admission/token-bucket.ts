@@ -22,21 +22,24 @@ export interface TokenBucket {
 
 /** Options of a token bucket. */
 export interface TokenBucketOptions {
-  /** Most tokens held; also the refill per minute (a minute's worth may go at once). */
+  /** Refill per minute; also the most tokens held unless `capacity` says otherwise. */
   perMinute: number;
+  /** Most tokens held (a burst); default `perMinute`, a minute's worth. */
+  capacity?: number;
   /** Clock in ms (tests inject one). */
   now?: () => number;
 }
 
 /**
  * Creates a bucket refilled continuously at `perMinute` per minute up to
- * `perMinute` tokens, starting full. `perMinute` 0 means unlimited: every
- * reservation is granted at once.
+ * `capacity` tokens, starting full. `perMinute` 0 means unlimited: every
+ * reservation is granted at once. Used per provider (gateway mode) and per
+ * principal (the service's own rate limits).
  */
 export function createTokenBucket(options: TokenBucketOptions): TokenBucket {
   const now = options.now ?? Date.now;
-  const capacity = options.perMinute;
-  const perMs = capacity / 60_000;
+  const capacity = options.perMinute === 0 ? 0 : (options.capacity ?? options.perMinute);
+  const perMs = options.perMinute / 60_000;
   let tokens = capacity;
   let updatedAt = now();
   const refill = () => {
