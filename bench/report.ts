@@ -30,6 +30,8 @@ export interface BenchPlan {
   durationMs: number;
   /** Unmeasured load per server and transport before the first round. */
   warmupMs: number;
+  /** Niceness of the load clients while a cell runs (0: they compete with the server as equals). */
+  clientNice: number;
 }
 
 /** Limit A on one corpus: every setting in the first round (best first), then the best setting once per round. */
@@ -106,7 +108,10 @@ export function formatReport(results: BenchResults): string {
     `Corpora: ${corpora.queries.texts} short texts (${corpora.queries.minTokens}-${corpora.queries.maxTokens} tokens, mean ${meanTokens("queries")}), ` +
       `${corpora.passages.texts} passages (${corpora.passages.minTokens}-${corpora.passages.maxTokens} tokens, mean ${meanTokens("passages")}).`,
     `Limits and service: ${plan.rounds} round${plan.rounds > 1 ? "s" : ""}, each measuring A, E and every service cell once (runs send for ${plan.durationMs / 1000} s, then await their requests in flight); ` +
-      "figures are medians over rounds, target ratios medians of per-round ratios.",
+      "figures are medians over rounds, target ratios medians of per-round ratios. " +
+      (plan.clientNice > 0
+        ? `The load clients stand in for other machines: they run at nice +${plan.clientNice} while a cell runs, so the server under test (E and the service alike) gets the cores first.`
+        : "The load clients run at the server's priority and compete with it for the cores."),
     "",
   );
 

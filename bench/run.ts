@@ -34,7 +34,8 @@
  * `--echo-payload embedding,small` (E's answer: "embedding", a 512-float vector, is E; "small" adds a row per transport),
  * `--cpu-prof DIR` (the service child writes a .cpuprofile per thread there), `--json FILE` (raw results),
  * `--flood-streams N` (20000), `--flood-connections N` (20), `--flood-pings N` (400), `--flood-ping-bytes N` (262144),
- * `--soak-minutes M` (10), `--soak-clients N` (64).
+ * `--soak-minutes M` (10), `--soak-clients N` (64), `--client-nice N` (10: the load clients' niceness
+ * while a cell runs, see asRemoteClients; 0 = the clients compete with the server as equals).
  */
 import { writeFileSync } from "node:fs";
 import { availableParallelism, cpus, loadavg } from "node:os";
@@ -52,6 +53,7 @@ import { formatReport, type BenchPlan, type BenchResults, type EchoPayload } fro
 import { startServerProcess } from "./server-process.js";
 import { createLoadTarget, summarizeRuns, WORKLOADS, type CellKey, type CellRun, type LoadTarget, type WorkloadName } from "./service-load.js";
 import { formatSoakReport, runSoak } from "./soak.js";
+import { setThreadNiceness } from "../src/inference/thread-niceness.js";
 
 const PHASES = ["model", "reference", "limits", "service", "peer", "flood", "soak"] as const;
 type Phase = (typeof PHASES)[number];
@@ -80,6 +82,7 @@ const { values } = parseArgs({
     "flood-ping-bytes": { type: "string" },
     "soak-minutes": { type: "string" },
     "soak-clients": { type: "string" },
+    "client-nice": { type: "string" },
   },
 });
 
@@ -99,6 +102,8 @@ function numberOption(name: string, full: number, fast: number): number {
   return parsed;
 }
 
+const clientNice = values["client-nice"] === undefined ? 10 : Number(values["client-nice"]);
+if (!Number.isInteger(clientNice) || clientNice < 0 || clientNice > 19) throw new Error(`--client-nice: expected 0..19, got "${values["client-nice"]}"`);
 const phases = new Set(listOption<Phase>("phases", values.phases, PHASES));
 const transports = listOption<TransportName>("transports", values.transports, TRANSPORTS);
 const workloads = listOption<WorkloadName>("workloads", values.workloads, Object.keys(WORKLOADS) as WorkloadName[]);
@@ -112,6 +117,7 @@ const plan: BenchPlan = {
   rounds: numberOption("runs", 3, 1),
   durationMs: numberOption("duration", 3, 1) * 1000,
   warmupMs: quick ? 300 : 800,
+  clientNice,
 };
 const limitMs = numberOption("limit-seconds", 2.5, 1) * 1000;
 const echoConcurrency = Math.max(...concurrencies);
@@ -157,6 +163,23 @@ if (phases.has("reference")) {
   const batches = numberOption("reference-batches", 3, 1);
   progress(`reference: TF.js, ${runs} mixed batches and ${batches} batches of 32 of each corpus`);
   results.reference = await runReference(runs, batches);
+}
+
+/**
+ * Runs load clients as the stand-ins for other machines that they are: at
+ * niceness `--client-nice` (default 10) for the run, so that on a shared
+ * machine the server under test (E and the service alike) is scheduled
+ * before its own clients, and back to 0 afterwards, so the limit measurement
+ * and servers started later are not affected. Lowering niceness again needs
+ * privilege; without it the bench warns and stays niced.
+ */
+async function asRemoteClients<T>(work: () => Promise<T>): Promise<T> {
+  if (clientNice === 0 || !setThreadNiceness(clientNice)) return work();
+  try {
+    return await work();
+  } finally {
+    if (!setThreadNiceness(0)) progress(`WARNING: could not set the bench's niceness back to 0 after a load run (it stays ${clientNice})`);
+  }
 }
 
 const limitSettings: LimitSetting[] = [1, availableParallelism()].flatMap((threads) =>
@@ -214,15 +237,16 @@ try {
       for (const { payload, target } of echoTargets) {
         for (const transport of transports) {
           const cell: CellKey = { transport, workload: "short", concurrency: echoConcurrency };
-          const run = await target.run(cell, plan.durationMs);
+          const run = await asRemoteClients(() => target.run(cell, plan.durationMs));
           record(echoRuns, keyOf(cell, payload), run);
           progress(`  E ${payload} ${transport}: ${rate((run.requests * 1000) / run.elapsedMs)} requests/s`);
         }
       }
     }
-    if (serviceTarget) {
+    const service = serviceTarget;
+    if (service) {
       for (const cell of cellKeys) {
-        const run = await serviceTarget.run(cell, plan.durationMs);
+        const run = await asRemoteClients(() => service.run(cell, plan.durationMs));
         record(serviceRuns, keyOf(cell), run);
         progress(`  ${cell.transport} ${cell.workload} c${cell.concurrency}: ${rate(run.textsPerSecond)} texts/s, p99 ${run.latencyMs.p99.toFixed(1)} ms, ` +
           `loop p99 ${run.server.loopP99Ms.toFixed(1)} ms${run.errors ? `, ${run.errors} errors (${run.firstError})` : ""}`);

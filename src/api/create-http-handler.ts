@@ -102,9 +102,7 @@ export function createHttpHandler(options: HttpHandlerOptions): (request: NodeRe
     const level: AccessLevel = own?.route.access ?? (rest === undefined ? "open" : accessOfRpc(rest.route.method.parent.typeName, rest.route.method.name));
     let principal: Principal | undefined;
     response.once("close", () => {
-      const labels = { protocol: "http", route };
-      options.metrics.requestsTotal.inc({ ...labels, code: String(response.statusCode) });
-      options.metrics.requestSeconds.observe(labels, (performance.now() - started) / 1000);
+      options.metrics.recordRequest("http", route, String(response.statusCode), (performance.now() - started) / 1000);
       options.logger.debug(
         { requestId, principal: principal?.id, method: httpMethod, route, status: response.statusCode, durationMs: Math.round(performance.now() - started) },
         "request",

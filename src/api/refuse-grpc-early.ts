@@ -96,7 +96,7 @@ export function createEarlyGrpcAdmission(options: EarlyGrpcAdmissionOptions): Ea
       const refusal = EmbedderError.from(error);
       const trailers = trailersOf(refusal);
       options.failures(refusal);
-      options.metrics.requestsTotal.inc({ protocol: "grpc", route: `/${procedure}`, code: trailers.codeName });
+      options.metrics.recordRequest("grpc", `/${procedure}`, trailers.codeName);
       logEmbedderError(options.logger, refusal, { procedure, requestId });
       writeTrailersOnly(request.stream, trailers.headers, requestId);
       noteRefusal(request.stream.session, refusal);

@@ -48,11 +48,11 @@ export function createFailureInterceptor(failures: FailureCounter): Interceptor 
 export function createMetricsInterceptor(metrics: Metrics): Interceptor {
   return (next) => async (request) => {
     const started = performance.now();
-    const labels = { protocol: protocolOf(request.header.get("content-type")), route: `/${request.service.typeName}/${request.method.name}` };
+    const protocol = protocolOf(request.header.get("content-type"));
+    const route = `/${request.service.typeName}/${request.method.name}`;
     const record = (error?: unknown): void => {
       const code = error === undefined ? "ok" : codeName(ConnectError.from(error).code);
-      metrics.requestsTotal.inc({ ...labels, code });
-      metrics.requestSeconds.observe(labels, (performance.now() - started) / 1000);
+      metrics.recordRequest(protocol, route, code, (performance.now() - started) / 1000);
     };
     try {
       const response = await next(request);

@@ -176,7 +176,7 @@ export function createLocalEngine(deps: LocalEngineDeps): LocalEngine {
     const embeddings = onItem ? computed : mergeResults(hits, computed, fromCache);
 
     const totalMs = performance.now() - started;
-    metrics.embeddingsTotal.inc({ model: manifest.id, precision: variant.precision }, submitted.length);
+    metrics.countEmbeddings(manifest.id, variant.precision, submitted.length);
     const timings = { totalMs, tokenizationMs, queueMs, inferenceMs };
     metrics.observeStages(timings);
     return {

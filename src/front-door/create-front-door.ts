@@ -112,7 +112,7 @@ export function createFrontDoor(deps: FrontDoorDeps): FrontDoor {
       deps.health.record(performance.now() - started);
       if (priority === "online") {
         deps.rateLimiter.charge(request.principal?.id ?? "anonymous", result.promptTokens);
-        metrics.promptTokensTotal.inc({ model: result.run.modelId }, result.promptTokens);
+        metrics.countPromptTokens(result.run.modelId, result.promptTokens);
         accessLog(request, result);
       }
       return result;

@@ -2,7 +2,7 @@ import { performance } from "node:perf_hooks";
 import * as ort from "onnxruntime-node";
 import { BroadcastChannel, workerData } from "node:worker_threads";
 import { move, transferableSymbol, valueSymbol } from "piscina";
-import { INFERENCE_THREAD_NICENESS, lowerThreadPriority } from "./lower-thread-priority.js";
+import { INFERENCE_THREAD_NICENESS, setThreadNiceness } from "./thread-niceness.js";
 import { poolTokens } from "./pooling.js";
 import type { InferenceResult, InferenceTask, SessionSettings } from "./task.js";
 
@@ -16,7 +16,7 @@ interface OpenSession {
 
 const sessions = new Map<string, Promise<OpenSession>>();
 
-lowerThreadPriority(INFERENCE_THREAD_NICENESS);
+setThreadNiceness(INFERENCE_THREAD_NICENESS);
 
 /**
  * Closes this thread's sessions of every model file under `dir` (the registry unloaded the

@@ -22,6 +22,15 @@ export interface Metrics {
   observeRequestsInFlight(read: () => number): void;
   /** Records one request's stage timings in `sutra_stage_duration_seconds` (label sets bound once, not looked up per call). */
   observeStages(timings: StageTimings): void;
+  /**
+   * Counts one answered request in `sutra_requests_total` and, given its
+   * duration, times it in `sutra_request_duration_seconds`; each label set is
+   * bound once and reused (the values are bounded: protocols, routes, codes).
+   */
+  recordRequest(protocol: string, route: string, code: string, seconds?: number): void;
+  /** Adds to `sutra_embeddings_total` and `sutra_prompt_tokens_total` through label sets bound once. */
+  countEmbeddings(model: string, precision: string, embeddings: number): void;
+  countPromptTokens(model: string, tokens: number): void;
   embeddingsTotal: Counter<"model" | "precision">;
   failuresTotal: Counter<"reason">;
   cancelledTextsTotal: Counter;
@@ -46,6 +55,23 @@ export interface Metrics {
   connectionsRefusedTotal: Counter<"reason">;
 }
 
+/**
+ * A memo of metric children by label values: prom-client hashes a label object
+ * on every `inc`/`observe`; a child bound once skips that on the hot path.
+ */
+function boundLabels<Child>(bind: (...values: string[]) => Child): (...values: string[]) => Child {
+  const children = new Map<string, Child>();
+  return (...values) => {
+    const key = values.join("\u0000");
+    let child = children.get(key);
+    if (child === undefined) {
+      child = bind(...values);
+      children.set(key, child);
+    }
+    return child;
+  };
+}
+
 /** Creates the metrics of one service instance, with Node's default process metrics. */
 export function createMetrics(): Metrics {
   const registry = new Registry();
@@ -66,9 +92,43 @@ export function createMetrics(): Metrics {
     inference: stageSeconds.labels({ stage: "inference" }),
     total: stageSeconds.labels({ stage: "total" }),
   };
+  const requestsTotal = new Counter({
+    name: "sutra_requests_total",
+    help: "Requests answered, by protocol, route and code (HTTP status, or Connect code for RPCs)",
+    labelNames: ["protocol", "route", "code"] as const,
+    registers,
+  });
+  const requestSeconds = new Histogram({
+    name: "sutra_request_duration_seconds",
+    help: "Time from a request's arrival to its answer, by protocol and route",
+    labelNames: ["protocol", "route"] as const,
+    buckets: DURATION_BUCKETS,
+    registers,
+  });
+  const embeddingsTotal = new Counter({
+    name: "sutra_embeddings_total",
+    help: "Embeddings produced",
+    labelNames: ["model", "precision"] as const,
+    registers,
+  });
+  const promptTokensTotal = new Counter({ name: "sutra_prompt_tokens_total", help: "Tokens embedded, by model", labelNames: ["model"] as const, registers });
+  const requestCounts = boundLabels((protocol, route, code) => requestsTotal.labels({ protocol, route, code }));
+  const requestDurations = boundLabels((protocol, route) => requestSeconds.labels({ protocol, route }));
+  const embeddingCounts = boundLabels((model, precision) => embeddingsTotal.labels({ model, precision }));
+  const promptTokenCounts = boundLabels((model) => promptTokensTotal.labels({ model }));
   return {
     registry,
     stageSeconds,
+    recordRequest(protocol, route, code, seconds) {
+      requestCounts(protocol, route, code).inc();
+      if (seconds !== undefined) requestDurations(protocol, route).observe(seconds);
+    },
+    countEmbeddings(model, precision, embeddings) {
+      embeddingCounts(model, precision).inc(embeddings);
+    },
+    countPromptTokens(model, tokens) {
+      promptTokenCounts(model).inc(tokens);
+    },
     observeStages(timings) {
       stages.tokenize.observe(timings.tokenizationMs / 1000);
       stages.queue.observe(timings.queueMs / 1000);
@@ -109,12 +169,7 @@ export function createMetrics(): Metrics {
     observeRequestsInFlight(read) {
       readRequestsInFlight = read;
     },
-    embeddingsTotal: new Counter({
-      name: "sutra_embeddings_total",
-      help: "Embeddings produced",
-      labelNames: ["model", "precision"],
-      registers,
-    }),
+    embeddingsTotal,
     failuresTotal: new Counter({ name: "sutra_failures_total", help: "Failed requests by reason", labelNames: ["reason"], registers }),
     cancelledTextsTotal: new Counter({
       name: "sutra_cancelled_texts_total",
@@ -125,20 +180,9 @@ export function createMetrics(): Metrics {
     inferenceBatchesTotal: new Counter({ name: "sutra_inference_batches_total", help: "Inference batches run", registers }),
     jobChunksEmbeddedTotal: new Counter({ name: "sutra_job_chunks_embedded_total", help: "Document-job chunks handed to inference", registers }),
     jobsFinishedTotal: new Counter({ name: "sutra_jobs_finished_total", help: "Document jobs that reached a final status", labelNames: ["status"], registers }),
-    requestsTotal: new Counter({
-      name: "sutra_requests_total",
-      help: "Requests answered, by protocol, route and code (HTTP status, or Connect code for RPCs)",
-      labelNames: ["protocol", "route", "code"],
-      registers,
-    }),
-    requestSeconds: new Histogram({
-      name: "sutra_request_duration_seconds",
-      help: "Time from a request's arrival to its answer, by protocol and route",
-      labelNames: ["protocol", "route"],
-      buckets: DURATION_BUCKETS,
-      registers,
-    }),
-    promptTokensTotal: new Counter({ name: "sutra_prompt_tokens_total", help: "Tokens embedded, by model", labelNames: ["model"], registers }),
+    requestsTotal,
+    requestSeconds,
+    promptTokensTotal,
     rateLimitedTotal: new Counter({
       name: "sutra_rate_limited_total",
       help: "Requests refused by a per-principal rate limit, by limit (requests, tokens)",

@@ -97,7 +97,7 @@ export async function embedUpstream(
   }
   const embeddings = vectors.map((vector) => encodeEmbedding(request.normalize ? normalizeInPlace(vector) : vector, request.embeddingTypes));
   const answered = result(embeddings, allReported ? reported : provider.limiter.estimateTokens(texts), queueMs);
-  deps.metrics.embeddingsTotal.inc({ model: `${name}:${model.id}`, precision: "remote" }, texts.length);
+  deps.metrics.countEmbeddings(`${name}:${model.id}`, "remote", texts.length);
   deps.metrics.stageSeconds.observe({ stage: "total" }, answered.timings.totalMs / 1000);
   return answered;
 }

@@ -11,13 +11,13 @@ import { setPriority } from "node:os";
 export const INFERENCE_THREAD_NICENESS = 10;
 
 /**
- * Lowers the calling thread's scheduling priority to `niceness`, on Linux,
- * where `setpriority` takes a thread id (read from /proc/thread-self) and
- * affects that thread and the threads it starts later (onnxruntime's
- * intra-op pool). Elsewhere, or when the kernel refuses, nothing changes and
- * it returns false.
+ * Sets the calling thread's niceness, on Linux, where `setpriority` takes a
+ * thread id (read from /proc/thread-self) and affects that thread and the
+ * threads it starts later (onnxruntime's intra-op pool). Raising it is always
+ * allowed; lowering it again needs the privilege to. Elsewhere, or when the
+ * kernel refuses, nothing changes and it returns false.
  */
-export function lowerThreadPriority(niceness: number): boolean {
+export function setThreadNiceness(niceness: number): boolean {
   try {
     const threadId = Number(readlinkSync("/proc/thread-self").split("/").pop());
     if (!Number.isInteger(threadId) || threadId <= 0) return false;
