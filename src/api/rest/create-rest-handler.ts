@@ -103,9 +103,7 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
       values.set(requestIdKey, requestId);
       const dialect = options.dialects?.find((candidate) => candidate.method === match.route.method && candidate.accepts(body));
       if (dialect !== undefined) await dialect.serve({ request, response, requestId, body, values });
-      else if (implementation.kind === "server_streaming") {
-        await callServerStreaming(options, implementation, match, { request, response, requestId, url, body, values });
-      } else await callUnary(options, implementation, match, { request, response, requestId, url, body, values });
+      else await callRpc(options, implementation, match, { request, response, requestId, url, body, values });
     } catch (reason) {
       const error = EmbedderError.from(reason);
       logEmbedderError(options.logger, error, { requestId, method: httpMethod, path: url.pathname });
@@ -125,9 +123,14 @@ interface RestCall {
   values: ContextValues;
 }
 
-async function callUnary(
+/**
+ * Runs a unary or server-streaming rpc for a REST call: the request message from the path, body and
+ * query, a handler context of protocol "rest", then the answer in the REST JSON mapping (unary) or as
+ * NDJSON/SSE (writeRestStream); the context is ended once the answer is written.
+ */
+async function callRpc(
   options: RestHandlerOptions,
-  implementation: Extract<MethodImplSpec, { kind: "unary" }>,
+  implementation: Extract<MethodImplSpec, { kind: "unary" | "server_streaming" }>,
   match: RouteMatch,
   call: RestCall,
 ): Promise<void> {
@@ -135,6 +138,10 @@ async function callUnary(
   const input = restInput(method, match, call);
   const context = restContext(method, call);
   try {
+    if (implementation.kind === "server_streaming") {
+      await writeRestStream({ ...call, logger: options.logger }, method.output, implementation.impl(input, context));
+      return;
+    }
     const output = create(method.output, await implementation.impl(input, context));
     const rendered = messageToRestJson(method.output, output);
     const body = match.route.responseBody === "" ? rendered : pickField(rendered, match.route.responseBody);
@@ -143,22 +150,6 @@ async function callUnary(
       headers[name] = value;
     });
     sendJson(call.response, options.statusOf?.(method, output) ?? 200, headers, body);
-  } finally {
-    context.abort(CALL_ENDED);
-  }
-}
-
-async function callServerStreaming(
-  options: RestHandlerOptions,
-  implementation: Extract<MethodImplSpec, { kind: "server_streaming" }>,
-  match: RouteMatch,
-  call: RestCall,
-): Promise<void> {
-  const { method } = implementation;
-  const input = restInput(method, match, call);
-  const context = restContext(method, call);
-  try {
-    await writeRestStream({ ...call, logger: options.logger }, method.output, implementation.impl(input, context));
   } finally {
     context.abort(CALL_ENDED);
   }
