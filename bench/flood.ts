@@ -3,8 +3,8 @@
  * authentication in a child process, attacked on loopback by clients without a
  * key that open HTTP/2 streams as fast as the server lets them (grpc.health.v1
  * Watch, which is open to probes, and StreamEmbeddings, which needs a key), and
- * by one authenticated WebSocket client that stops reading and sends large
- * `ping` messages. Meanwhile another client calls `GET /v1/health` on a fresh
+ * by one authenticated WebSocket client that stops reading and sends
+ * `get_state` requests with large ids (each answered as large). Meanwhile another client calls `GET /v1/health` on a fresh
  * connection every {@link PROBE_INTERVAL_MS}. After the attackers leave the bench
  * waits, forces a garbage collection in the server and compares its heap with
  * the reading taken before the flood.
@@ -31,7 +31,7 @@ export interface FloodOptions {
   /** Stream opens in all, spread over `connections` HTTP/2 connections. */
   streamOpens: number;
   connections: number;
-  /** `ping` messages the unread WebSocket client sends, each with `pingBytes` of padding. */
+  /** `get_state` requests (the bench's "pings") the unread WebSocket client sends, each with an id of `pingBytes`. */
   webSocketPings: number;
   pingBytes: number;
   /** Wait after the attackers leave, before the forced collection. */
@@ -134,7 +134,7 @@ function startBystander(url: string): { stop(): Promise<BystanderReport> } {
   };
 }
 
-/** An authenticated WebSocket client that stops reading, then sends `count` large pings. */
+/** An authenticated WebSocket client that stops reading, then sends `count` get_state requests with ids of `pingBytes`. */
 async function floodWebSocket(url: string, count: number, pingBytes: number): Promise<{ socket: WebSocket; result: FloodResult["webSocket"] }> {
   const started = performance.now();
   const socket = new WebSocket(`${url.replace(/^http/, "ws")}/v1/embeddings/ws`, { headers: { "x-api-key": BENCH_KEY } });
@@ -151,7 +151,8 @@ async function floodWebSocket(url: string, count: number, pingBytes: number): Pr
   (socket as unknown as { _socket: { pause(): void } })._socket.pause();
   const padding = "x".repeat(pingBytes);
   for (let index = 0; index < count && socket.readyState === WebSocket.OPEN; index++) {
-    socket.send(JSON.stringify({ id: `ping-${index}`, type: "ping", timestamp: new Date().toISOString(), payload: { padding } }));
+    // The answer carries the request's id, so each request makes the server queue about pingBytes for a client that reads nothing.
+    socket.send(JSON.stringify({ id: `${index}-${padding}`, type: "request", timestamp: new Date().toISOString(), payload: { action: "get_state" } }));
     result.sent++;
     // Let the kernel move bytes so the server reads (or refuses to read) as it would from a network peer.
     if (index % 8 === 7) await delay(5);
@@ -234,7 +235,7 @@ export function formatFloodReport(result: FloodResult): string {
     "## Flood (API-key auth on; attackers without a key)",
     "",
     `${result.options.streamOpens} stream opens over ${result.options.connections} HTTP/2 connections (Watch and StreamEmbeddings alternately); ` +
-      `one authenticated WebSocket client that stops reading sends ${result.options.webSocketPings} pings of ${result.options.pingBytes} bytes.`,
+      `one authenticated WebSocket client that stops reading sends ${result.options.webSocketPings} get_state requests with ids of ${result.options.pingBytes} bytes (each answer repeats the id).`,
     "",
     "| measure | value | target |",
     "|---|---|---|",

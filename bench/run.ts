@@ -33,7 +33,7 @@
  * `--precision-runs N`, `--reference-runs N`, `--reference-batches N`,
  * `--echo-payload embedding,small` (E's answer: "embedding", a 512-float vector, is E; "small" adds a row per transport),
  * `--cpu-prof DIR` (the service child writes a .cpuprofile per thread there), `--json FILE` (raw results),
- * `--flood-streams N` (20000), `--flood-connections N` (20), `--flood-pings N` (400), `--flood-ping-bytes N` (262144),
+ * `--flood-streams N` (20000), `--flood-connections N` (20), `--flood-pings N` (400: WebSocket get_state requests), `--flood-ping-bytes N` (262144: their id size),
  * `--soak-minutes M` (10), `--soak-clients N` (64), `--client-nice N` (10: the load clients' niceness
  * while a cell runs, see asRemoteClients; 0 = the clients compete with the server as equals).
  */

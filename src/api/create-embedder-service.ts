@@ -16,7 +16,7 @@ import {
 } from "./proto-conversion.js";
 import { createJobRpcs } from "./create-job-rpcs.js";
 import { createStreamingRpcs } from "./create-streaming-rpcs.js";
-import { callerOf, providerHeaders, requestIdOf, timingHeaders } from "./request-context.js";
+import { answerHeaders, callerOf, requestIdOf } from "./request-context.js";
 import { embedderErrorFor } from "./to-connect-error.js";
 
 /** What the EmbedderService implementation needs. */
@@ -33,7 +33,7 @@ export interface EmbedderServiceDeps {
  * (gRPC, gRPC-Web, Connect) and the REST transcoder use this same object, so a
  * REST call and a gRPC call run the same code. It converts proto messages to
  * domain types, calls the front door (which validates), and
- * sets the TEI timing headers. Failures are thrown as EmbedderError; the
+ * sets the answer headers (answerHeaders: timings, provider, dimensions policy). Failures are thrown as EmbedderError; the
  * transports map them (error interceptor, REST envelope). The streaming rpcs
  * live in createStreamingRpcs. GetModel and DownloadModel answer
  * NOT_IMPLEMENTED on an embedder without them; a failed download is that
@@ -45,7 +45,7 @@ export function createEmbedderService(deps: EmbedderServiceDeps): ServiceImpl<ty
       const requestId = requestIdOf(context);
       try {
         const result = await deps.embedder.embed(toEmbedRequest(request, requestId, callerOf(context)), context.signal);
-        for (const [name, value] of Object.entries({ ...timingHeaders(result.timings), ...providerHeaders(result.run) })) {
+        for (const [name, value] of Object.entries(answerHeaders(result))) {
           context.responseHeader.set(name, value);
         }
         return toGenerateEmbeddingsResponse(result, requestId, answersInBinary(context.requestHeader.get("content-type")));

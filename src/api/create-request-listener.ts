@@ -27,6 +27,7 @@ import {
   HealthStatus,
 } from "../../gen/sutra/embedder/v1/embedder_pb.js";
 import { createOriginInterceptor, requestHostName, type OriginGuard } from "./check-request-origin.js";
+import type { CorsHandler } from "./create-cors-handler.js";
 import { createConnectHandler } from "./create-connect-handler.js";
 import { createEmbedderService } from "./create-embedder-service.js";
 import { createHealthService } from "./create-health-service.js";
@@ -58,6 +59,8 @@ export interface RequestListenerOptions {
   access: AccessControl;
   /** Host and browser-origin check (createOriginGuard), run on every request before the access check. */
   checkOrigin: OriginGuard;
+  /** CORS for the browser origins of `SUTRA_CORS_ORIGINS` (createCorsHandler), run on every request before it is dispatched. */
+  cors: CorsHandler;
   metrics: Metrics;
   /** Counts a refusal the transport answers (once: the front door shares it). */
   failures: FailureCounter;
@@ -86,7 +89,9 @@ export const SERVED_SERVICES = [
  * implementation, and both run the origin guard (Host, browser Origin)
  * before the access check: the rpcs in an interceptor, so a refusal takes
  * the protocol's error form. A request whose Host names no valid host goes
- * to the HTTP side, which refuses it (MISDIRECTED_REQUEST).
+ * to the HTTP side, which refuses it (MISDIRECTED_REQUEST). CORS comes
+ * first: a preflight from an allowed origin is answered there, and any other
+ * request from one gets its CORS headers before any transport answers it.
  */
 export function createRequestListener(options: RequestListenerOptions): NodeRequestListener {
   const embedderService = createEmbedderService({ embedder: options.embedder, streams: options.streams, jobs: options.jobs });
@@ -136,7 +141,7 @@ export function createRequestListener(options: RequestListenerOptions): NodeRequ
   const http = createHttpHandler({
     routes: [
       ...createMetricsRoutes(options.metrics),
-      ...createSeedRoutes({ embedder: options.embedder }),
+      ...createSeedRoutes({ embedder: options.embedder, providers: options.providers, jobs: options.jobs, metrics: options.metrics }),
       ...createProviderRoutes(options.providers),
       ...createPlaygroundRoutes(),
     ],
@@ -160,6 +165,7 @@ export function createRequestListener(options: RequestListenerOptions): NodeRequ
   return (request, response) => {
     const requestId = resolveRequestId(request.headers[REQUEST_ID_HEADER]);
     response.setHeader(REQUEST_ID_HEADER, requestId);
+    if (options.cors(request, response)) return;
     // connect-node cannot take a request without a valid authority (it throws); the HTTP side refuses it.
     if (requestHostName(request) === undefined) {
       void http(request, response, requestId);

@@ -13,6 +13,7 @@ import { createFailureCounter, type FailureCounter } from "../observability/coun
 import { createMetrics, registerConnectionGauges, type Metrics } from "../observability/metrics.js";
 import { createStreamSessions, type StreamSessions } from "../streaming/create-stream-sessions.js";
 import { createOriginGuard, guardUpgrades } from "./check-request-origin.js";
+import { createCorsHandler } from "./create-cors-handler.js";
 import { createRequestListener } from "./create-request-listener.js";
 import { createHttp1Drain } from "./drain-http1-connections.js";
 import type { ProviderAdmin } from "./provider-routes.js";
@@ -128,10 +129,11 @@ export function createServer(deps: ServerDeps): net.Server {
     authenticator: createAuthenticator({ mode: "none" }),
     rateLimiter: createRateLimiter({ requestsPerMinute: 0, tokensPerMinute: 0, burst: 0 }),
   });
+  const corsOrigins = deps.origins?.corsOrigins ?? [];
   const checkOrigin = createOriginGuard({
     checkHost: deps.origins?.checkHost ?? access.authenticator.mode === "none",
     allowedHosts: deps.origins?.allowedHosts ?? [],
-    corsOrigins: deps.origins?.corsOrigins ?? [],
+    corsOrigins,
   });
   const metrics = deps.metrics ?? createMetrics();
   const failures = deps.failures ?? createFailureCounter(metrics);
@@ -152,6 +154,7 @@ export function createServer(deps: ServerDeps): net.Server {
     watchLimits,
     access,
     checkOrigin,
+    cors: createCorsHandler(corsOrigins),
     metrics,
     failures,
     providers: deps.providers,

@@ -25,7 +25,7 @@ export const MAX_JOB_PAGE = 1000;
  * keep their id, text and metadata.
  */
 export function toCreateJobInput(message: CreateJobRequest, requestId: string, principal: Principal | undefined): CreateJobInput {
-  const { texts: _texts, requestId: _id, truncate: _truncate, tokenIds: _tokenIds, principal: _principal, ...options } = toEmbedRequest(
+  const { texts: _texts, requestId: _id, truncate: _truncate, principal: _principal, ...options } = toEmbedRequest(
     { ...message, texts: [], truncate: 0, allowCrossModelFallback: false },
     requestId,
   );

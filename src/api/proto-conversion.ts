@@ -4,6 +4,7 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { createEmbedRequest } from "../domain/embed-request.js";
 import { EmbedderError } from "../domain/errors.js";
 import type {
+  DimensionsPolicy,
   EmbedRequest,
   EmbedResult,
   EmbeddingType,
@@ -17,6 +18,7 @@ import type {
   TruncateMode,
 } from "../domain/types.js";
 import {
+  DimensionsPolicySchema,
   EmbeddingSchema,
   EmbeddingTypeSchema,
   HardwareProfileSchema,
@@ -62,6 +64,7 @@ export function toEmbedRequest(
     requestId,
     texts: message.texts,
     dimensions: message.dimensions,
+    dimensionsPolicy: domainEnum<DimensionsPolicy>(DimensionsPolicySchema, message.dimensionsPolicy, "dimensions_policy"),
     model: message.model,
     config: toEngineConfig(message.config),
     instruction: message.instruction === "" ? undefined : message.instruction,

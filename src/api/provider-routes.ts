@@ -1,13 +1,17 @@
 import { EmbedderError } from "../domain/errors.js";
-import type { ProviderBreakerView } from "../providers/create-provider-gateway.js";
+import type { ProviderBreakerView, ProviderCatalog } from "../providers/create-provider-gateway.js";
 import type { HttpRoute } from "./create-http-handler.js";
 import { sendJson } from "./node-types.js";
 
-/** What the provider admin routes read and change: the gateway, or nothing when no providers are configured. */
+/**
+ * What the provider admin routes (and the seed's model list and health) read
+ * and change: the gateway, or nothing when no providers are configured.
+ */
 export interface ProviderAdmin {
   breakers(): ProviderBreakerView[];
   resetBreaker(provider: string): ProviderBreakerView;
   describeConfig(): Record<string, unknown>;
+  catalog(): ProviderCatalog;
 }
 
 /**

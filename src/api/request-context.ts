@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { createContextKey } from "@connectrpc/connect";
 import type { HandlerContext } from "@connectrpc/connect";
-import type { EmbedRequest, RunInfo, StageTimings } from "../domain/types.js";
+import type { EmbedRequest, EmbedResult, RunInfo, StageTimings } from "../domain/types.js";
 import { principalKey } from "./access-policy.js";
 
 /** Request header that routes a request to an upstream provider (docs/PROVIDERS.md), as a `provider:` model prefix does. */
@@ -73,4 +73,17 @@ export function timingHeaders(timings: StageTimings): Record<string, string> {
     "x-queue-time": String(Math.round(timings.queueMs)),
     "x-inference-time": String(Math.round(timings.inferenceMs)),
   };
+}
+
+/** Response header naming how `dimensions` was honoured (the Embeddings API guide's name). */
+export const DIMENSIONS_POLICY_HEADER = "x-embeddings-dimensions-policy";
+
+/**
+ * The headers of an embedding answer (REST, Connect, gRPC and the OpenAI
+ * dialect alike): the TEI timings (timingHeaders), who produced the vectors
+ * (providerHeaders) and `x-embeddings-dimensions-policy`, the policy applied
+ * (`native`, `matryoshka`, `reduce`, `pad`, `ignore`; `upstream` for a provider's own resizing).
+ */
+export function answerHeaders(result: Pick<EmbedResult, "timings" | "run" | "dimensionsPolicy">): Record<string, string> {
+  return { ...timingHeaders(result.timings), ...providerHeaders(result.run), [DIMENSIONS_POLICY_HEADER]: result.dimensionsPolicy };
 }

@@ -94,7 +94,9 @@ export async function buildService(config: ServeConfig, logger: Logger, options:
   const cache = config.cacheSize > 0
     ? createEmbeddingCache({ maxEntries: config.cacheSize, ttlSeconds: config.cacheTtlS })
     : undefined;
-  const engine = createLocalEngine({ registry, pool, profile, cudaAvailable: cuda.available, maxQueue: config.maxQueue, logger, metrics, cache });
+  const engine = createLocalEngine({
+    registry, pool, profile, cudaAvailable: cuda.available, maxQueue: config.maxQueue, logger, metrics, cache, dimensionsPolicy: config.dimensionsPolicy,
+  });
   const rateLimiter = createRateLimiter({
     requestsPerMinute: config.rateLimitRpm,
     tokensPerMinute: config.rateLimitTpm,

@@ -3,7 +3,8 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { parse as parseYaml } from "yaml";
 import type { ConnectionLimits } from "../api/create-server.js";
 import { AUTH_MODES, type AuthMode } from "../auth/create-authenticator.js";
-import type { HardwareProfileName } from "../domain/types.js";
+import type { DimensionsPolicy, HardwareProfileName } from "../domain/types.js";
+import { DIMENSIONS_POLICIES } from "../postprocess/resolve-dimensions.js";
 
 /**
  * Settings of `sutra serve`, after flags, env vars, config file and defaults. A setting with a
@@ -17,6 +18,8 @@ export interface ServeConfig {
   defaultModel: string;
   profile: HardwareProfileName;
   cuda: boolean;
+  /** How a `dimensions` the model does not produce is honoured when a request names no policy. */
+  dimensionsPolicy: DimensionsPolicy;
   maxInputs: number;
   maxQueue: number;
   maxBodyBytes: number;
@@ -110,6 +113,7 @@ export function addServeOptions(command: Command): Command {
     .addOption(new Option("--default-model <id>", "model behind the presets and an empty `model`").env("SUTRA_DEFAULT_MODEL").default("universal-sentence-encoder-lite"))
     .addOption(new Option("--profile <name>", "hardware profile").env("SUTRA_PROFILE").default("auto").choices(PROFILES))
     .addOption(new Option("--cuda", "try the CUDA execution provider (falls back to CPU when unavailable)").env("SUTRA_CUDA").default(false))
+    .addOption(new Option("--dimensions-policy <policy>", "how a `dimensions` the model does not produce natively (nor as a Matryoshka size) is honoured when a request names no dimensions_policy: reduce (truncate, renormalise; below the native size only), pad (zeros appended, renormalised), ignore (the native size), reject (INVALID_DIMENSIONS)").env("SUTRA_DIMENSIONS_POLICY").default("reduce").choices(DIMENSIONS_POLICIES))
     .addOption(new Option("--max-inputs <n>", "most texts per request").env("SUTRA_MAX_INPUTS").default(2048).argParser(integer))
     .addOption(new Option("--max-queue <n>", "most texts waiting for inference; beyond it requests get OVERLOADED (429) at once").env("SUTRA_MAX_QUEUE").default(8192).argParser(integer))
     .addOption(new Option("--max-body-bytes <n>", "largest request body in bytes").env("SUTRA_MAX_BODY_BYTES").default(4 * 1024 * 1024).argParser(integer))
@@ -170,6 +174,7 @@ export function readServeConfig(command: Command): ServeConfig {
     defaultModel: String(options.defaultModel),
     profile: options.profile as HardwareProfileName,
     cuda: options.cuda === true,
+    dimensionsPolicy: options.dimensionsPolicy as DimensionsPolicy,
     maxInputs: Number(options.maxInputs),
     maxQueue: Number(options.maxQueue),
     maxBodyBytes: Number(options.maxBodyBytes),

@@ -6,9 +6,11 @@ export type EmbedRequestFields = Pick<EmbedRequest, "requestId" | "texts"> & Par
 /**
  * Makes a domain request with the defaults every transport shares: the
  * default model (`""` = the `efficient` preset), the model's native size
- * (`dimensions` 0), no engine options, truncation at the end, normalised
- * float vectors, no cross-model fallback. A field given as `undefined` keeps
- * its default, so transports can pass optional fields straight through.
+ * (`dimensions` 0) under the server's dimensions policy (`dimensionsPolicy`
+ * left absent: the local engine applies `SUTRA_DIMENSIONS_POLICY`), no engine
+ * options, truncation at the end, normalised float vectors, no cross-model
+ * fallback. A field given as `undefined` keeps its default, so transports can
+ * pass optional fields straight through.
  */
 export function createEmbedRequest(fields: EmbedRequestFields): EmbedRequest {
   const request: EmbedRequest = {

@@ -6,6 +6,15 @@ export type QuantizationChoice = "none" | "int8" | "int4" | "binary";
 /** Output encodings of an embedding (docs/REST.md, "Responses"). */
 export type EmbeddingType = "float" | "int8" | "uint8" | "binary" | "ubinary";
 
+/**
+ * How a `dimensions` the model produces neither natively nor as a Matryoshka
+ * size is honoured (docs/MODELS.md, "Dimensions"): `reduce` truncates then
+ * renormalises (below the native size only), `pad` appends zeros then
+ * renormalises, `ignore` answers the native size, `reject` refuses with
+ * INVALID_DIMENSIONS.
+ */
+export type DimensionsPolicy = "reduce" | "pad" | "ignore" | "reject";
+
 /** What to do with an input longer than the model's window. */
 export type TruncateMode = "end" | "start" | "none";
 
@@ -32,6 +41,8 @@ export interface EmbedRequest {
   texts: string[];
   /** 0 = the model's native size. */
   dimensions: number;
+  /** How a size the model does not produce is honoured; absent = the server's default (`SUTRA_DIMENSIONS_POLICY`). */
+  dimensionsPolicy?: DimensionsPolicy;
   /** Preset, model id, alias or `provider:model`; "" = the `efficient` preset. */
   model: string;
   config: EngineConfig;
@@ -44,12 +55,6 @@ export interface EmbedRequest {
   /** Provider named by the `x-provider` header (docs/PROVIDERS.md); a `provider:` prefix of `model` does the same. */
   provider?: string;
   user?: string;
-  /**
-   * Pre-tokenized inputs (the OpenAI dialect's token arrays): ids of the served
-   * model's tokenizer, used as they are instead of tokenizing `texts` (which is
-   * then empty). The pipeline checks every id against the model's vocabulary.
-   */
-  tokenIds?: number[][];
   /** Who sent the request (set by the transport after authentication); rate limits and logs use it. */
   principal?: Principal;
   /**
@@ -115,7 +120,7 @@ export interface EmbedResult {
   /** Indices of inputs that were cut to the model's window. */
   truncatedInputs: number[];
   hardwareProfile: HardwareProfileName;
-  /** How `dimensions` was honoured: native, matryoshka, reduce, pad. */
+  /** How `dimensions` was honoured: native, matryoshka, reduce, pad, ignore (an upstream provider's vectors: native, upstream). */
   dimensionsPolicy: string;
 }
 

@@ -3,7 +3,7 @@ import type { Encoding } from "../tokenize/index.js";
 
 /** A request's texts as the cache knows them: a key per text (when the cache is on) and the entries it held. */
 export interface CachedInputs {
-  /** Per input; absent when the cache is off or the inputs are token arrays. */
+  /** Per input; absent when the cache is off. */
   keys?: string[];
   /** Per input: its entry, or undefined for a miss (empty when the cache is off). */
   hits: Array<CachedEmbedding | undefined>;
@@ -11,15 +11,14 @@ export interface CachedInputs {
 
 /**
  * Looks every prepared text up in the cache under everything that changes
- * its vector (`key` plus the text). Token-array requests and a server
- * without a cache look nothing up.
+ * its vector (`key` plus the text). A server without a cache looks nothing up.
  */
 export function lookUpInputs(
   cache: EmbeddingCache | undefined,
   key: Omit<EmbeddingCacheKey, "text">,
-  prepared: string[] | undefined,
+  prepared: string[],
 ): CachedInputs {
-  if (cache === undefined || prepared === undefined) return { hits: [] };
+  if (cache === undefined) return { hits: [] };
   const keys = prepared.map((text) => embeddingCacheKey({ ...key, text }));
   return { keys, hits: keys.map((cacheKey) => cache.get(cacheKey)) };
 }

@@ -2,7 +2,7 @@ import { performance } from "node:perf_hooks";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import type { CachedEmbedding, EmbeddingCache } from "../cache/embedding-cache.js";
 import { EmbedderError } from "../domain/errors.js";
-import type { EmbedPlan, EmbedRequest, EmbedResult, EmbedStreamItem, EmbeddingType, RunInfo } from "../domain/types.js";
+import type { DimensionsPolicy, EmbedPlan, EmbedRequest, EmbedResult, EmbedStreamItem, EmbeddingType, RunInfo } from "../domain/types.js";
 import { resolveHardwareProfile, type HardwareProfile } from "../inference/hardware-profile.js";
 import type { InferencePool } from "../inference/pool.js";
 import type { ModelChoice, ModelRegistry } from "../models/registry.js";
@@ -14,7 +14,6 @@ import { resolveDimensions, type DimensionsPlan } from "../postprocess/resolve-d
 import type { Encoding, Tokenizer } from "../tokenize/index.js";
 import { lookUpInputs, mergeEncodings, mergeResults } from "./cached-inputs.js";
 import { createInferenceBatcher } from "./create-inference-batcher.js";
-import { encodeTokenIds } from "./encode-token-ids.js";
 import { prepareTexts } from "./prepare-texts.js";
 
 /** What the local engine needs from the rest of the service. */
@@ -31,11 +30,13 @@ export interface LocalEngineDeps {
   metrics: Metrics;
   /** Embedding cache (hits skip tokenization and inference); absent = off. */
   cache?: EmbeddingCache;
+  /** The server's dimensions policy (`SUTRA_DIMENSIONS_POLICY`), for requests that name none. */
+  dimensionsPolicy: DimensionsPolicy;
 }
 
 /**
  * The server's own models, behind the front door: resolve model and variant,
- * tokenize (or take token arrays), submit to the batcher, finish each vector
+ * tokenize, submit to the batcher, finish each vector
  * (dimensions, normalisation, output types). Requests reach it validated and
  * admitted; it checks only what needs the model (UNKNOWN_MODEL, dimensions the
  * model cannot give, prompts, INPUT_TOO_LONG, token ids, queue room).
@@ -81,7 +82,7 @@ export function createLocalEngine(deps: LocalEngineDeps): LocalEngine {
     const choice = await deps.registry.resolve(request.model);
     try {
       const { manifest } = choice.model;
-      const plan = resolveDimensions(request.dimensions, manifest);
+      const plan = resolveDimensions(request.dimensions, request.dimensionsPolicy ?? deps.dimensionsPolicy, manifest);
       // A request's profile changes only its own run: a CUDA tier on a host without CUDA runs on CPU, and the answer
       // says so (the tier asked for, the execution provider that ran); service health is not the caller's to change.
       const asked = request.config.hardwareProfile;
@@ -105,15 +106,13 @@ export function createLocalEngine(deps: LocalEngineDeps): LocalEngine {
     batcher.checkRoom(request.texts.length, request.priority);
     const modelFile = `${model.dir}/${variant.file}`;
     const executionProviders = profile.executionProviders;
-    const prepared = request.tokenIds === undefined ? prepareTexts(request.texts, manifest, request.promptName, request.instruction) : undefined;
+    const prepared = prepareTexts(request.texts, manifest, request.promptName, request.instruction);
     const cached = lookUpInputs(deps.cache, {
       modelId: manifest.id, modelFile, modelFileSha256: manifest.files[variant.file] ?? "", precision: variant.precision,
       executionProviders, dimensions: plan.size, normalize: request.normalize, truncate: request.truncate,
     }, prepared);
     const { hits } = cached;
-    const fresh = request.tokenIds !== undefined
-      ? encodeTokenIds(request.tokenIds, tokenizer, request.truncate)
-      : await tokenizeAll(tokenizer, hits.length === 0 ? prepared ?? [] : (prepared ?? []).filter((_, index) => hits[index] === undefined), request.truncate);
+    const fresh = await tokenizeAll(tokenizer, hits.length === 0 ? prepared : prepared.filter((_, index) => hits[index] === undefined), request.truncate);
     const encodings = mergeEncodings(hits, fresh);
     const tokenizationMs = performance.now() - started;
     const truncatedInputs: number[] = [];

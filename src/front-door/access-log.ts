@@ -30,7 +30,7 @@ export function createAccessLog(logger: Logger): AccessLog {
       principal: request.principal?.id ?? "anonymous",
       model: result.run.modelId,
       precision: result.run.precision,
-      inputs: (request.tokenIds ?? request.texts).length,
+      inputs: request.texts.length,
       tokens: result.promptTokens,
       truncated: result.truncatedInputs.length,
       totalMs: round(result.timings.totalMs),

@@ -128,10 +128,14 @@ export function createFrontDoor(deps: FrontDoorDeps): FrontDoor {
     }
   };
 
+  /** Online requests are the guide's `embedding_requests_total`; document-job batches are not client requests. */
+  const timed = <T>(request: EmbedRequest, pending: Promise<T>): Promise<T> =>
+    request.priority === "background" ? pending : metrics.timeEmbeddingRequest(pending);
+
   return {
-    embed: (request, signal) => run(request, signal),
+    embed: (request, signal) => timed(request, run(request, signal)),
     async embedStream(request, onItem, signal) {
-      const { embeddings: _none, ...result } = await run(request, signal, onItem);
+      const { embeddings: _none, ...result } = await timed(request, run(request, signal, onItem));
       return result;
     },
     async check(request): Promise<EmbedPlan> {
@@ -143,9 +147,9 @@ export function createFrontDoor(deps: FrontDoorDeps): FrontDoor {
           return await engine.check(target === undefined ? request : { ...request, model: target.model });
         }
         // No texts: the gateway resolves the provider's model and sends nothing upstream.
-        const answer = await deps.providers.embed({ ...request, texts: [], tokenIds: undefined }, target, {
+        const answer = await deps.providers.embed({ ...request, texts: [] }, target, {
           hardwareProfile: deps.hardwareProfile,
-          embedLocal: (model) => engine.embed({ ...request, texts: [], tokenIds: undefined, model, provider: undefined }),
+          embedLocal: (model) => engine.embed({ ...request, texts: [], model, provider: undefined }),
         });
         return { run: answer.run, hardwareProfile: answer.hardwareProfile, dimensionsPolicy: answer.dimensionsPolicy };
       } catch (error) {

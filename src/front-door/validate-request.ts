@@ -32,34 +32,32 @@ export function checkWellFormedText(text: string, field: string, index?: number)
 }
 
 /**
- * Checks the parts of a request that need no model: the number of inputs
- * (texts, or the OpenAI dialect's token arrays; 1..maxInputs), that none is
+ * Checks the parts of a request that need no model: the number of texts
+ * (1..maxInputs), that none is
  * empty or ill-formed (checkWellFormedText), `dimensions` (0 or 64..4096) and
  * `config.batch_size` (1..256). It is pure and throws the first violation as an
  * EmbedderError (EMPTY_INPUT, TOO_MANY_INPUTS, INVALID_DIMENSIONS,
  * INVALID_ARGUMENT) whose details name the offending value, so every transport
  * (gRPC, Connect, REST, the OpenAI dialect, WebSocket) rejects the same inputs
  * the same way before anything is queued. Model-dependent checks (UNKNOWN_MODEL,
- * INPUT_TOO_LONG, supported dimensions) belong to the pipeline.
+ * INPUT_TOO_LONG, supported dimensions) belong to the local engine.
  */
 export function validateEmbedRequest(request: EmbedRequest, limits: RequestLimits): void {
-  // Token arrays (the OpenAI dialect's pre-tokenized input) are counted and checked like texts.
-  const inputs: ReadonlyArray<{ length: number }> = request.tokenIds ?? request.texts;
-  const name = request.tokenIds === undefined ? "texts" : "input";
-  const count = inputs.length;
+  const { texts } = request;
+  const count = texts.length;
   if (count === 0) {
-    throw new EmbedderError("EMPTY_INPUT", `${name} must contain at least one ${name === "texts" ? "text" : "input"}`, {
+    throw new EmbedderError("EMPTY_INPUT", "texts must contain at least one text", {
       details: { count: 0 },
     });
   }
   if (count > limits.maxInputs) {
-    throw new EmbedderError("TOO_MANY_INPUTS", `${name} has ${count} entries, more than the limit of ${limits.maxInputs}`, {
+    throw new EmbedderError("TOO_MANY_INPUTS", `texts has ${count} entries, more than the limit of ${limits.maxInputs}`, {
       details: { count, limit: limits.maxInputs },
     });
   }
-  const emptyIndex = inputs.findIndex((input) => input.length === 0);
+  const emptyIndex = texts.findIndex((text) => text.length === 0);
   if (emptyIndex !== -1) {
-    throw new EmbedderError("EMPTY_INPUT", `${name}[${emptyIndex}] is empty`, { details: { index: emptyIndex } });
+    throw new EmbedderError("EMPTY_INPUT", `texts[${emptyIndex}] is empty`, { details: { index: emptyIndex } });
   }
   request.texts.forEach((text, index) => checkWellFormedText(text, "texts", index));
   validateEmbedSettings(request);

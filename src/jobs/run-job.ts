@@ -1,5 +1,5 @@
+import { createEmbedRequest } from "../domain/embed-request.js";
 import { EmbedderError } from "../domain/errors.js";
-import { resolveDimensions } from "../postprocess/resolve-dimensions.js";
 import { ChunkTooSmallError } from "./chunk-document.js";
 import { chunkJobDocuments } from "./chunk-job-documents.js";
 import { embedJobChunks } from "./embed-job-chunks.js";
@@ -35,8 +35,9 @@ export async function runJob(deps: JobDeps, job: StoredJob, signal: AbortSignal)
     const choice = await withRetry(() => deps.registry.resolve(job.options.model), signal, job.id, logger);
     try {
       const plan = planChunking(choice.model, job.options, job.requestedChunking);
-      const dimensions = resolveDimensions(job.options.dimensions, choice.model.manifest).size;
-      store.markRunning(job.id, { modelId: choice.model.manifest.id, dimensions, chunking: plan.chunking, now: now() });
+      // The size the pipeline will answer, under the policy it will apply (the job's, else the server's).
+      const { run } = await deps.embedder.check(createEmbedRequest({ ...job.options, requestId: job.id, texts: [], priority: "background" }));
+      store.markRunning(job.id, { modelId: choice.model.manifest.id, dimensions: run.dimensions, chunking: plan.chunking, now: now() });
       if (store.getJob(job.id)?.status !== "running") return;
       if (job.status === "running" || job.resumes > 0) logger.info({ job: job.id, resumes: job.resumes }, "document job resumed");
       else logger.info({ job: job.id, documents: job.documentCount }, "document job started");

@@ -1,13 +1,22 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { HealthReport, ModelDescription, StageTimings } from "../domain/types.js";
+import type { StageTimings } from "../domain/types.js";
+
+/** The scrape-time gauges (register-service-gauges.ts), re-exported so that their callers find every metric here. */
+export { registerConnectionGauges, registerServiceGauges, registerStreamGauges } from "./register-service-gauges.js";
+export type { ConnectionGaugeSource, ServiceGaugeSource, StreamGaugeSource } from "./register-service-gauges.js";
 
 /** Buckets for stage durations, in seconds (0.5 ms .. 10 s). */
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+/** How an embedding request ended, the `status` of `embedding_requests_total`. */
+type EmbeddingRequestStatus = "success" | "error";
+
 /**
  * Every Prometheus metric of the service, under one `sutra_` prefix, in one
- * registry per service instance (tests build several services in one process).
- * Label values are bounded: stages, reasons and precisions are fixed sets.
+ * registry per service instance (tests build several services in one process),
+ * plus the four names of the seed Embeddings API guide (`embedding_*`,
+ * docs/OBSERVABILITY.md), each counted at the same place as its `sutra_`
+ * counterpart. Label values are bounded: stages, reasons and precisions are fixed sets.
  */
 export interface Metrics {
   registry: Registry;
@@ -45,10 +54,24 @@ export interface Metrics {
   requestSeconds: Histogram<"protocol" | "route">;
   promptTokensTotal: Counter<"model">;
   rateLimitedTotal: Counter<"limit">;
-  /** Failed upstream calls by provider, model and reason (rate_limited, server_error, client_error, timeout, network, bad_response, breaker_open, no_slot). */
-  providerFailuresTotal: Counter<"provider" | "model" | "reason">;
-  /** Requests moved from one provider to the next in the fallback chain. */
-  fallbacksTotal: Counter<"from_provider" | "to_provider">;
+  /**
+   * Counts one failed upstream call in `sutra_provider_failures_total` and the
+   * guide's `embedding_provider_failures_total`, by provider, configured model
+   * and reason (rate_limited, server_error, client_error, timeout, network,
+   * bad_response, breaker_open, no_slot).
+   */
+  countProviderFailure(provider: string, model: string, reason: string): void;
+  /** Counts one move along the fallback chain in `sutra_fallbacks_total` and the guide's `embedding_fallbacks_total`. */
+  countFallback(fromProvider: string, toProvider: string): void;
+  /**
+   * Times one online embedding request from now until `pending` settles, in
+   * the guide's `embedding_request_duration_seconds`, and counts it in
+   * `embedding_requests_total{status}` (`success` or `error`); resolves or
+   * rejects as `pending` does.
+   */
+  timeEmbeddingRequest<T>(pending: Promise<T>): Promise<T>;
+  /** Embedding requests accepted and not yet answered now: what `sutra_requests_in_flight` reads. */
+  activeRequests(): number;
   /** Duration of upstream calls by provider and outcome (ok, error). */
   upstreamSeconds: Histogram<"provider" | "outcome">;
   /** Connections closed as soon as accepted, by reason (`per_address`: the client address held `SUTRA_MAX_CONNECTIONS_PER_ADDRESS`). */
@@ -116,6 +139,28 @@ export function createMetrics(): Metrics {
   const requestDurations = boundLabels((protocol, route) => requestSeconds.labels({ protocol, route }));
   const embeddingCounts = boundLabels((model, precision) => embeddingsTotal.labels({ model, precision }));
   const promptTokenCounts = boundLabels((model) => promptTokensTotal.labels({ model }));
+  const providerFailureLabels = ["provider", "model", "reason"] as const;
+  const providerFailures = [
+    new Counter({ name: "sutra_provider_failures_total", help: "Failed upstream provider calls, by provider, model and reason", labelNames: providerFailureLabels, registers }),
+    new Counter({ name: "embedding_provider_failures_total", help: "Failed upstream provider calls (the seed guide's name)", labelNames: providerFailureLabels, registers }),
+  ];
+  const fallbackLabels = ["from_provider", "to_provider"] as const;
+  const fallbacks = [
+    new Counter({ name: "sutra_fallbacks_total", help: "Requests that fell back from one provider to the next in the fallback chain", labelNames: fallbackLabels, registers }),
+    new Counter({ name: "embedding_fallbacks_total", help: "Provider fallbacks (the seed guide's name)", labelNames: fallbackLabels, registers }),
+  ];
+  const embeddingRequests = new Counter({
+    name: "embedding_requests_total",
+    help: "Total embedding requests",
+    labelNames: ["status"] as const,
+    registers,
+  });
+  const embeddingRequestSeconds = new Histogram({ name: "embedding_request_duration_seconds", help: "Request duration", buckets: DURATION_BUCKETS, registers });
+  const requestsEnded = { success: embeddingRequests.labels({ status: "success" }), error: embeddingRequests.labels({ status: "error" }) };
+  const endEmbeddingRequest = (status: EmbeddingRequestStatus, started: number): void => {
+    requestsEnded[status].inc();
+    embeddingRequestSeconds.observe((performance.now() - started) / 1000);
+  };
   return {
     registry,
     stageSeconds,
@@ -129,6 +174,24 @@ export function createMetrics(): Metrics {
     countPromptTokens(model, tokens) {
       promptTokenCounts(model).inc(tokens);
     },
+    countProviderFailure(provider, model, reason) {
+      for (const counter of providerFailures) counter.inc({ provider, model, reason });
+    },
+    countFallback(fromProvider, toProvider) {
+      for (const counter of fallbacks) counter.inc({ from_provider: fromProvider, to_provider: toProvider });
+    },
+    async timeEmbeddingRequest(pending) {
+      const started = performance.now();
+      try {
+        const result = await pending;
+        endEmbeddingRequest("success", started);
+        return result;
+      } catch (error) {
+        endEmbeddingRequest("error", started);
+        throw error;
+      }
+    },
+    activeRequests: () => readRequestsInFlight(),
     observeStages(timings) {
       stages.tokenize.observe(timings.tokenizationMs / 1000);
       stages.queue.observe(timings.queueMs / 1000);
@@ -189,18 +252,6 @@ export function createMetrics(): Metrics {
       labelNames: ["limit"],
       registers,
     }),
-    providerFailuresTotal: new Counter({
-      name: "sutra_provider_failures_total",
-      help: "Failed upstream provider calls, by provider, model and reason",
-      labelNames: ["provider", "model", "reason"],
-      registers,
-    }),
-    fallbacksTotal: new Counter({
-      name: "sutra_fallbacks_total",
-      help: "Requests that fell back from one provider to the next in the fallback chain",
-      labelNames: ["from_provider", "to_provider"],
-      registers,
-    }),
     upstreamSeconds: new Histogram({
       name: "sutra_upstream_request_duration_seconds",
       help: "Duration of upstream provider calls, by provider and outcome (ok, error)",
@@ -217,101 +268,3 @@ export function createMetrics(): Metrics {
   };
 }
 
-/** What the scrape-time gauges read from the running service. */
-export interface ServiceGaugeSource {
-  health(): HealthReport;
-  listModels(filter: Record<string, never>): Promise<ModelDescription[]>;
-}
-
-/**
- * Registers gauges computed at scrape time from the service itself, so they
- * cannot drift from what health and ListModels report: models loaded, and the
- * embedding cache's entries, hits and misses (`sutra_cache_*`, zero while the
- * cache is off).
- */
-export function registerServiceGauges(metrics: Metrics, source: ServiceGaugeSource): void {
-  const registers = [metrics.registry];
-  new Gauge({
-    name: "sutra_models_loaded",
-    help: "Models loaded and ready to serve",
-    registers,
-    async collect() {
-      this.set((await source.listModels({})).filter((model) => model.status === "loaded").length);
-    },
-  });
-  const cacheGauge = (name: string, help: string, read: (cache: HealthReport["cache"]) => number): void => {
-    new Gauge({
-      name,
-      help,
-      registers,
-      collect() {
-        this.set(read(source.health().cache));
-      },
-    });
-  };
-  cacheGauge("sutra_cache_entries", "Embeddings held by the cache", (cache) => cache.entries);
-  cacheGauge("sutra_cache_hits", "Cache hits since start", (cache) => cache.hits);
-  cacheGauge("sutra_cache_misses", "Cache misses since start", (cache) => cache.misses);
-}
-
-/** What the stream gauges read: the stream registry's counters. */
-export interface StreamGaugeSource {
-  stats(): { open: number; streams: Array<{ pendingChunks: number; full: boolean }> };
-}
-
-/**
- * Registers gauges of the open streams (StreamEmbeddings and WebSocket), read
- * from the stream registry at scrape time: streams open, chunks they hold,
- * and streams at their bound (their clients are not being read).
- */
-export function registerStreamGauges(metrics: Metrics, source: StreamGaugeSource): void {
-  const registers = [metrics.registry];
-  const streamGauge = (name: string, help: string, read: (stats: ReturnType<StreamGaugeSource["stats"]>) => number): void => {
-    new Gauge({
-      name,
-      help,
-      registers,
-      collect() {
-        this.set(read(source.stats()));
-      },
-    });
-  };
-  streamGauge("sutra_streams_open", "Open embedding streams (StreamEmbeddings and WebSocket)", (stats) => stats.open);
-  streamGauge("sutra_stream_pending_chunks", "Chunks the open streams hold: waiting, in inference, or answered and not yet sent", (stats) =>
-    stats.streams.reduce((sum, stream) => sum + stream.pendingChunks, 0));
-  streamGauge("sutra_streams_full", "Open streams at their bound, whose clients are not read until they take answers", (stats) =>
-    stats.streams.filter((stream) => stream.full).length);
-}
-
-/** What the connection gauges read from the server at scrape time. */
-export interface ConnectionGaugeSource {
-  /** HTTP/2 sessions (connections) open now. */
-  http2Sessions(): number;
-  /** grpc.health.v1 Watch streams open now. */
-  watchStreams(): number;
-}
-
-/**
- * Registers gauges of what clients hold open on the server, read at scrape
- * time: HTTP/2 sessions and health Watch streams. Both return to 0 once
- * clients leave; a value that stays up shows something is still held.
- */
-export function registerConnectionGauges(metrics: Metrics, source: ConnectionGaugeSource): void {
-  const registers = [metrics.registry];
-  new Gauge({
-    name: "sutra_http2_sessions_open",
-    help: "Open HTTP/2 sessions (connections)",
-    registers,
-    collect() {
-      this.set(source.http2Sessions());
-    },
-  });
-  new Gauge({
-    name: "sutra_watch_streams_open",
-    help: "Open grpc.health.v1 Watch streams",
-    registers,
-    collect() {
-      this.set(source.watchStreams());
-    },
-  });
-}

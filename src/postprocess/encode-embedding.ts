@@ -54,12 +54,26 @@ export function encodeEmbedding(vector: Float32Array, types: readonly EmbeddingT
 }
 
 /**
- * The last stage of every local embedding: a Matryoshka size is cut from the
- * model's vector (a copy) and always renormalised; otherwise the vector is
- * normalised in place when `normalize` asks; then it is encoded into `types`.
+ * A vector cut or zero-padded to `size` (a copy), or the vector itself when it
+ * already has that size.
+ */
+function fitToSize(vector: Float32Array, size: number): Float32Array {
+  if (size === vector.length) return vector;
+  if (size < vector.length) return vector.slice(0, size);
+  const padded = new Float32Array(size);
+  padded.set(vector);
+  return padded;
+}
+
+/**
+ * The last stage of every local embedding: the model's vector is brought to
+ * the plan's size (fitToSize: a Matryoshka or `reduce` size cut, a `pad` size
+ * zero-padded) and then always renormalised, so every answered vector has
+ * unit length; a vector left at its native size is normalised in place when
+ * `normalize` asks. Then it is encoded into `types`.
  */
 export function finishEmbedding(vector: Float32Array, plan: DimensionsPlan, normalize: boolean, types: readonly EmbeddingType[]): EncodedEmbedding {
-  const sized = plan.policy === "matryoshka" ? vector.slice(0, plan.size) : vector;
-  if (normalize || plan.policy === "matryoshka") normalizeInPlace(sized);
+  const sized = fitToSize(vector, plan.size);
+  if (normalize || sized !== vector) normalizeInPlace(sized);
   return encodeEmbedding(sized, types);
 }

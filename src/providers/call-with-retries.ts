@@ -49,7 +49,7 @@ const REQUEST_REFUSED = new Set([400, 413, 422]);
  */
 export function breakerOpenError(provider: UpstreamProvider, model: string, metrics: Metrics): EmbedderError {
   const { name } = provider.config;
-  metrics.providerFailuresTotal.inc({ provider: name, model, reason: "breaker_open" });
+  metrics.countProviderFailure(name, model, "breaker_open");
   return new EmbedderError("UPSTREAM_UNAVAILABLE", `provider ${name} is unavailable (circuit breaker open)`, {
     details: { provider: name, breaker: "open" },
     retryAfterMs: Math.max(1000, provider.breaker.snapshot().retryInMs),
@@ -82,7 +82,7 @@ export async function callWithRetries(provider: UpstreamProvider, batch: Upstrea
       slot = await provider.limiter.acquire(texts, signal);
     } catch (error) {
       if (error instanceof EmbedderError && error.reason === "RATE_LIMITED") {
-        metrics.providerFailuresTotal.inc({ provider: name, model: model.id, reason: "no_slot" });
+        metrics.countProviderFailure(name, model.id, "no_slot");
       }
       throw error;
     }
@@ -97,7 +97,7 @@ export async function callWithRetries(provider: UpstreamProvider, batch: Upstrea
       metrics.upstreamSeconds.observe({ provider: name, outcome: "error" }, (performance.now() - started) / 1000);
       if (signal.aborted || !(error instanceof UpstreamFailure)) throw error;
       const reason = failureReason(error);
-      metrics.providerFailuresTotal.inc({ provider: name, model: model.id, reason });
+      metrics.countProviderFailure(name, model.id, reason);
       const refused = error.status !== undefined && REQUEST_REFUSED.has(error.status);
       if (!refused && error.status !== 429) provider.breaker.recordFailure();
       const failure = toEmbedderError(name, error, attempt + 1);
@@ -115,7 +115,7 @@ export async function callWithRetries(provider: UpstreamProvider, batch: Upstrea
     metrics.upstreamSeconds.observe({ provider: name, outcome: "ok" }, (performance.now() - started) / 1000);
     const wrongSize = answer.vectors.findIndex((vector) => vector.length !== expectedDimensions);
     if (answer.vectors.length !== texts.length || wrongSize !== -1) {
-      metrics.providerFailuresTotal.inc({ provider: name, model: model.id, reason: "bad_response" });
+      metrics.countProviderFailure(name, model.id, "bad_response");
       provider.breaker.recordFailure();
       const problem: Record<string, number> = answer.vectors.length !== texts.length
         ? { expected_count: texts.length, count: answer.vectors.length }

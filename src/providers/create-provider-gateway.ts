@@ -30,6 +30,14 @@ export interface ProviderBreakerView extends BreakerSnapshot {
   provider: string;
 }
 
+/** The models the upstream providers serve, and who may use them, as the seed's model list shows them. */
+export interface ProviderCatalog {
+  /** Each provider's configured models, in file order; `allowed` = the allowlist lets requests use the provider. */
+  models: Array<{ provider: string; model: string; allowed: boolean }>;
+  /** `SUTRA_PROVIDER_ALLOWLIST`; empty = every provider is allowed. */
+  allowlist: string[];
+}
+
 /**
  * The upstream providers of gateway mode (docs/PROVIDERS.md), plugged in at the
  * pipeline's model seam: `route` decides whether a request is local or for a
@@ -61,6 +69,8 @@ export interface ProviderGateway {
   resetBreaker(provider: string): ProviderBreakerView;
   /** The configuration with keys redacted, for the admin route. */
   describeConfig(): Record<string, unknown>;
+  /** The upstream models and the allowlist (the `local` entry's models are the server's own, listed by the registry). */
+  catalog(): ProviderCatalog;
 }
 
 /** Options of the gateway. */
@@ -98,9 +108,6 @@ function movesOn(reason: ErrorReason): boolean {
 
 /** The request's texts with its prompt applied (the Qwen3 instruction format; `prompt_name` takes the task presets). */
 function promptedTexts(request: EmbedRequest): string[] {
-  if (request.tokenIds !== undefined) {
-    throw new EmbedderError("INVALID_ARGUMENT", "token arrays can only be embedded by local models", { details: { field: "input" } });
-  }
   if (request.promptName && request.instruction) {
     throw new EmbedderError("INVALID_ARGUMENT", "send either prompt_name or instruction, not both", { details: { field: "prompt_name" } });
   }
@@ -217,7 +224,7 @@ export function createProviderGateway(options: ProviderGatewayOptions): Provider
           continue;
         }
         if (name !== target.provider) {
-          metrics.fallbacksTotal.inc({ from_provider: previous, to_provider: name });
+          metrics.countFallback(previous, name);
           logger.warn({ from: previous, to: name, model: model.id || "(default)", requestId: request.requestId }, "falling back to the next provider");
         }
         try {
@@ -253,5 +260,9 @@ export function createProviderGateway(options: ProviderGatewayOptions): Provider
       return view(name, state);
     },
     describeConfig: () => ({ ...redactedProvidersConfig(config, options.allowlist), fallback_chain: chain }),
+    catalog: () => ({
+      models: [...upstream.entries()].flatMap(([name, state]) => state.config.models.map((model) => ({ provider: name, model: model.id, allowed: allowed(name) }))),
+      allowlist: [...options.allowlist],
+    }),
   };
 }

@@ -4,7 +4,7 @@ import { EmbedderError } from "../domain/errors.js";
 import type { Embedder, EncodedEmbedding, RunInfo } from "../domain/types.js";
 import { createAnswerQueue } from "./answer-queue.js";
 import { CHUNK_REASONS } from "./chunk-reasons.js";
-import type { ChunkAnswer, StreamLimits, StreamSession, StreamSessionStats, TextChunk } from "./create-stream-sessions.js";
+import type { ChunkAnswer, StreamLimits, StreamSession, TextChunk } from "./create-stream-sessions.js";
 import type { StreamSettings } from "./stream-settings.js";
 
 /** Counters every stream of a registry keeps up to date, for its stats. */
@@ -33,7 +33,6 @@ export interface StreamSessionDeps {
 /** A stream as its registry holds it: the session for the transport, and what only the registry calls. */
 export interface StreamSessionEntry {
   session: StreamSession;
-  stats: () => StreamSessionStats;
   /** Server shutdown: stops taking chunks, answers what it holds, then fails with `shutdownError()`. */
   shutdown: () => void;
 }
@@ -195,6 +194,7 @@ export function createStreamSession(deps: StreamSessionDeps): StreamSessionEntry
       return waiting.arrival;
     },
     hasRoom,
+    stats: () => ({ id: deps.id, received, pendingChunks, pendingBytes, full: !hasRoom() }),
     writable: () =>
       state !== "open" || hasRoom() ? Promise.resolve() : new Promise<void>((resolve) => roomWaiters.push(resolve)),
     end,
@@ -216,7 +216,6 @@ export function createStreamSession(deps: StreamSessionDeps): StreamSessionEntry
 
   return {
     session,
-    stats: () => ({ id: deps.id, received, pendingChunks, pendingBytes, full: !hasRoom() }),
     shutdown() {
       if (state !== "open") return;
       endError = deps.shutdownError();

@@ -97,6 +97,8 @@ export interface StreamSession {
   add(chunk: TextChunk): number;
   /** True while the stream holds less than its limits. */
   hasRoom(): boolean;
+  /** What the stream holds now against its limits (for a transport's state report). */
+  stats(): StreamSessionStats;
   /** Resolves once the stream has room again or stops accepting. */
   writable(): Promise<void>;
   /** No more chunks: the waiting ones are flushed, and `answers` finishes after the last answer. */
@@ -170,7 +172,7 @@ export function createStreamSessions(options: { embedder: Embedder; limits?: Par
         open: open.size,
         timers: counters.timers,
         flushesInFlight: counters.flushesInFlight,
-        streams: [...open.values()].map((entry) => entry.stats()),
+        streams: [...open.values()].map((entry) => entry.session.stats()),
       };
     },
     shutdown() {

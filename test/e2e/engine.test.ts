@@ -72,8 +72,8 @@ describe("engine on the real model", () => {
     expect(encodeEmbedding(float, ["int8"]).int8).toEqual(new Int8Array(decode(embedding.int8).buffer));
   });
 
-  it("rejects unsupported dimensions with INVALID_DIMENSIONS listing the supported sizes", async () => {
-    const { status, body } = await postJson(running.baseUrl, { texts: ["x"], dimensions: 256 });
+  it("under dimensions_policy reject, refuses other sizes with INVALID_DIMENSIONS listing the supported sizes", async () => {
+    const { status, body } = await postJson(running.baseUrl, { texts: ["x"], dimensions: 256, dimensions_policy: "reject" });
     expect(status).toBe(400);
     expect(body.error.code).toBe("INVALID_DIMENSIONS");
     expect(body.error.details.supported).toEqual([512]);

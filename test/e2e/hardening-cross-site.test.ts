@@ -19,6 +19,7 @@ import type { CreateJobInput, JobService } from "../../src/domain/jobs.js";
 import type { ModelDownloadStatus } from "../../src/domain/types.js";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
+import { requestHttp1 } from "../support/http1-request.js";
 import { createFakeEmbedder, DEFAULT_SERVE_CONNECTION_LIMITS, startTestServer, type FakeEmbedder, type TestServer } from "./transport-fixtures.js";
 
 /**
@@ -94,23 +95,9 @@ interface Answer {
 }
 
 /** One HTTP/1.1 request with node:http, so Host can be anything. */
-function request(
-  port: number,
-  options: { method?: string; path: string; headers?: Record<string, string>; body?: string },
-): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const outgoing = http.request(
-      { host: "127.0.0.1", port, method: options.method ?? "GET", path: options.path, headers: options.headers, agent: false },
-      (response) => {
-        let text = "";
-        response.setEncoding("utf8");
-        response.on("data", (chunk: string) => (text += chunk));
-        response.on("end", () => resolve({ status: response.statusCode ?? 0, headers: response.headers, text, code: errorCode(text) }));
-      },
-    );
-    outgoing.on("error", reject);
-    outgoing.end(options.body);
-  });
+async function request(port: number, options: Parameters<typeof requestHttp1>[1]): Promise<Answer> {
+  const answer = await requestHttp1(port, options);
+  return { ...answer, code: errorCode(answer.text) };
 }
 
 /** Raw bytes on a fresh connection, for requests node:http will not send (no Host, a malformed Host). */

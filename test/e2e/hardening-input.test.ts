@@ -227,14 +227,14 @@ describe("the same ill-formed text is refused the same way on every transport (r
     socket.on("message", (data) => received.push(JSON.parse(String(data))));
     await new Promise((resolve, reject) => socket.once("open", resolve).once("error", reject));
     try {
-      const send = (id: string, type: string, payload: string) => socket.send(`{"id": "${id}", "type": "${type}", "payload": ${payload}}`);
-      send("s1", "stream_embed", "{}");
-      await next("stream_started");
-      send("a1", "add_chunk", '{"chunk_id": "bad", "text": "a\\ud800b"}');
+      const send = (id: string, action: string, fields: string) => socket.send(`{"id": "${id}", "type": "request", "payload": {"action": "${action}"${fields}}}`);
+      send("s1", "stream_embed", "");
+      await next("response");
+      send("a1", "add_chunk", ', "chunk_id": "bad", "text": "a\\ud800b"');
       await next("error");
       expect(received.find((message) => message.type === "error")).toMatchObject({
         id: "a1",
-        payload: { error_code: "INVALID_ARGUMENT", details: { field: "text" } },
+        payload: { error_code: "INVALID_ARGUMENT", chunk_id: "bad", details: { field: "text" } },
       });
     } finally {
       socket.close();

@@ -6,9 +6,9 @@ import { startChildService, type ChildService, type ChildServiceStats } from "..
 
 const KB = 1024;
 const MB = 1024 * 1024;
-/** About 1 MB of padding in a ping's payload. */
-const PADDING = "x".repeat(MB);
-const PINGS = 400;
+/** About 1 MB of id: the server's answer carries the id of the request it answers, so each answer is about 1 MB too. */
+const LONG_ID = "x".repeat(MB);
+const REQUESTS = 400;
 
 
 /** A WebSocket client that keeps every message it gets and how its connection closed. */
@@ -30,34 +30,39 @@ async function connect(port: number) {
   return { socket, messages, closed, next };
 }
 
-/** Proves the server serves a new client normally: its handshake and a ping are answered. */
+/** One client request in the envelope `{id, type: "request", timestamp, payload: {action, ...}}`. */
+function request(id: string, action: string, payload: object = {}): string {
+  return JSON.stringify({ id, type: "request", timestamp: "", payload: { action, ...payload } });
+}
+
+/** Proves the server serves a new client normally: its handshake and a get_state are answered. */
 async function servedNormally(port: number): Promise<void> {
   const client = await connect(port);
   try {
-    client.socket.send(JSON.stringify({ id: "h", type: "handshake", timestamp: "", payload: {} }));
-    client.socket.send(JSON.stringify({ id: "p", type: "ping", timestamp: "", payload: { nonce: 7 } }));
-    const [handshake, pong] = await client.next(2);
-    expect(handshake).toMatchObject({ id: "h", type: "handshake", payload: { protocol_version: 1 } });
-    expect(pong).toMatchObject({ id: "p", type: "pong", payload: { nonce: 7 } });
+    client.socket.send(request("h", "handshake", { session_id: "s-7", protocol_version: "1.0" }));
+    client.socket.send(request("g", "get_state"));
+    const [handshake, state] = await client.next(2);
+    expect(handshake).toMatchObject({ id: "h", type: "response", payload: { action: "handshake", session_id: "s-7", protocol_version: "1.0" } });
+    expect(state).toMatchObject({ id: "g", type: "response", payload: { action: "state", session_id: "s-7", is_streaming: false } });
   } finally {
     client.socket.terminate();
   }
 }
 
 /**
- * Sends up to `count` pings of ~1 MB from a client that reads nothing,
- * keeping at most 4 MB in the client's own buffer. Returns how many it sent
- * and whether the server stopped taking them (the client's buffer made no
- * progress for 1 s) before all were sent and taken.
+ * Sends up to `count` get_state requests with ids of ~1 MB from a client that
+ * reads nothing, keeping at most 4 MB in the client's own buffer. Returns how
+ * many it sent and whether the server stopped taking them (the client's
+ * buffer made no progress for 1 s) before all were sent and taken.
  */
-async function floodPings(socket: WebSocket, count: number): Promise<{ sent: number; stalled: boolean }> {
+async function floodRequests(socket: WebSocket, count: number): Promise<{ sent: number; stalled: boolean }> {
   let sent = 0;
   let lastBuffered = -1;
   let stillSince = performance.now();
   const deadline = performance.now() + 120_000;
   while (socket.readyState === WebSocket.OPEN && performance.now() < deadline) {
     while (sent < count && socket.bufferedAmount < 4 * MB) {
-      socket.send(`{"id":"p${sent}","type":"ping","timestamp":"","payload":{"padding":"${PADDING}"}}`);
+      socket.send(request(`${sent}-${LONG_ID}`, "get_state"));
       sent++;
     }
     if (sent === count && socket.bufferedAmount === 0) return { sent, stalled: false };
@@ -93,47 +98,52 @@ describe("WebSocket: what a client that stops reading can make the server hold (
   }, 120_000);
   afterAll(() => server?.stop());
 
-  it("stops reading a client that floods 400 large pings and reads nothing, closes it with 1008, frees it, and serves the next client", async () => {
+  it("stops reading a client that floods 400 requests answered in ~1 MB each and reads nothing, closes it with 1008, frees it, and serves the next client", async () => {
     const before = await server.stats();
     const client = await connect(server.port);
-    client.socket.send(JSON.stringify({ id: "h", type: "handshake", timestamp: "", payload: {} }));
-    expect((await client.next(1))[0]).toMatchObject({ type: "handshake" });
+    client.socket.send(request("h", "handshake"));
+    expect((await client.next(1))[0]).toMatchObject({ type: "response", payload: { action: "handshake" } });
     client.socket.pause();
-    const { sent, stalled } = await floodPings(client.socket, PINGS);
+    const { sent, stalled } = await floodRequests(client.socket, REQUESTS);
     const during = await server.stats();
     expect(stalled).toBe(true);
-    expect(sent).toBeLessThan(PINGS);
-    // The server holds at most the bound twice, one ping being read and one pong: nothing like 400 MB of pongs.
+    expect(sent).toBeLessThan(REQUESTS);
+    // The server holds at most the bound twice, one request being read and one answer: nothing like 400 MB of answers.
     expect(during.rss - before.rss).toBeLessThan(64 * MB);
 
     client.socket.resume();
     const closed = await Promise.race([client.closed, sleep(30_000).then(() => ({ code: 0, reason: "no close within 30 s" }))]);
     expect(closed.code).toBe(1008);
-    const pongs = client.messages.filter((text) => text.includes('"type":"pong"')).length;
-    expect(pongs).toBeLessThan(16);
+    const answers = client.messages.filter((text) => text.includes('"action":"state"')).length;
+    expect(answers).toBeLessThan(16);
     const after = await waitForConnections(server, 0);
     expect(after.connections).toBe(0);
-    console.info(`64 KiB bound: the client sent ${sent} pings before the server stopped taking them, got ${pongs} pongs and close ${closed.code}; ` +
+    console.info(`64 KiB bound: the client sent ${sent} requests before the server stopped taking them, got ${answers} answers and close ${closed.code}; ` +
       `server RSS ${megabytes(before.rss)} -> ${megabytes(during.rss)} -> ${megabytes(after.rss)} MB`);
     await servedNormally(server.port);
   }, 180_000);
 
-  it("answers a ping no larger than it came: a payload that would grow when written out again is refused", async () => {
+  it("answers small messages in small answers: errors repeat at most 64 characters of a bad type or action, session ids are short", async () => {
     const client = await connect(server.port);
     try {
-      // 1e20 is written out as 100000000000000000000: echoed as is, the pong would be over 4 times the ping.
-      const numbers = `{"id":"big","type":"ping","payload":{"numbers":[${Array.from({ length: 4_000 }, () => "1e20").join(",")}]}}`;
-      client.socket.send(numbers);
       const longType = `{"id":"t","type":"${"y".repeat(100 * KB)}","payload":{}}`;
       client.socket.send(longType);
-      client.socket.send(JSON.stringify({ id: "ok", type: "ping", timestamp: "", payload: { note: "é\u00e9", values: [1.5, 2] } }));
-      while (client.messages.length < 3) await sleep(10);
-      const [first, second, third] = client.messages.map((text) => ({ text, answer: JSON.parse(text) as { id: string; type: string; payload: Record<string, unknown> } }));
-      expect(first.answer).toMatchObject({ id: "big", type: "error", payload: { error_code: "INVALID_ARGUMENT" } });
-      expect(Buffer.byteLength(first.text)).toBeLessThan(Buffer.byteLength(numbers));
-      expect(second.answer).toMatchObject({ type: "error", payload: { error_code: "INVALID_ARGUMENT" } });
+      const longAction = request("a", "z".repeat(100 * KB));
+      client.socket.send(longAction);
+      const longSession = request("h", "handshake", { session_id: "s".repeat(100 * KB), client_capabilities: { note: "é\u00e9" } });
+      client.socket.send(longSession);
+      client.socket.send(request("ok", "get_state"));
+      while (client.messages.length < 4) await sleep(10);
+      const [first, second, third, fourth] = client.messages.map((text) => ({ text, answer: JSON.parse(text) as { id: string; type: string; payload: Record<string, unknown> } }));
+      expect(first.answer).toMatchObject({ id: "t", type: "error", payload: { error_code: "INVALID_ARGUMENT", details: { field: "type" } } });
+      expect(Buffer.byteLength(first.text)).toBeLessThan(1 * KB);
+      expect(second.answer).toMatchObject({ id: "a", type: "error", payload: { error_code: "INVALID_ARGUMENT", details: { field: "payload.action" } } });
       expect(Buffer.byteLength(second.text)).toBeLessThan(1 * KB);
-      expect(third.answer).toMatchObject({ id: "ok", type: "pong", payload: { note: "éé", values: [1.5, 2] } });
+      // A session id is repeated in every state answer: a long one would make small requests get large answers.
+      expect(third.answer).toMatchObject({ id: "h", type: "error", payload: { error_code: "INVALID_ARGUMENT", details: { field: "session_id" } } });
+      expect(Buffer.byteLength(third.text)).toBeLessThan(1 * KB);
+      expect(fourth.answer).toMatchObject({ id: "ok", type: "response", payload: { action: "state", is_streaming: false } });
+      expect(Buffer.byteLength(fourth.text)).toBeLessThan(1 * KB);
     } finally {
       client.socket.terminate();
     }
@@ -154,17 +164,17 @@ describe("WebSocket: a client that stops reading, at the default bound (4 MiB)",
     const before = await server.stats();
     const client = await connect(server.port);
     client.socket.pause();
-    const { sent, stalled } = await floodPings(client.socket, PINGS);
+    const { sent, stalled } = await floodRequests(client.socket, REQUESTS);
     await sleep(1_000);
     const during = await server.stats();
     expect(stalled).toBe(true);
-    expect(sent).toBeLessThan(PINGS);
+    expect(sent).toBeLessThan(REQUESTS);
     expect(during.connections).toBe(1);
     expect(during.rss - before.rss).toBeLessThan(64 * MB);
     client.socket.terminate();
     const after = await waitForConnections(server, 0);
     expect(after.connections).toBe(0);
-    console.info(`4 MiB bound: the client sent ${sent} pings of 1 MB before the server stopped reading; server RSS ${megabytes(before.rss)} -> ` +
+    console.info(`4 MiB bound: the client sent ${sent} requests of 1 MB before the server stopped reading; server RSS ${megabytes(before.rss)} -> ` +
       `${megabytes(during.rss)} (flooding) -> ${megabytes(after.rss)} MB (after it left), JS heap ${megabytes(before.heapUsed)} -> ${megabytes(during.heapUsed)} -> ` +
       `${megabytes(after.heapUsed)} MB, external ${megabytes(before.external)} -> ${megabytes(during.external)} -> ${megabytes(after.external)} MB`);
     await servedNormally(server.port);

@@ -176,7 +176,7 @@ describe("document jobs (real service)", () => {
     await refused({ documents: Array.from({ length: 501 }, (_, index) => ({ text: `t${index}` })) }, 400, "TOO_MANY_INPUTS", { count: 501, limit: 500 });
     await refused({ documents: [{ text: "x".repeat(3 * 1024 * 1024 + 1) }] }, 413, "PAYLOAD_TOO_LARGE", { limit: 3 * 1024 * 1024 });
     await refused({ documents: [{ text: "fine" }], model: "no-such-model" }, 404, "UNKNOWN_MODEL");
-    await refused({ documents: [{ text: "fine" }], dimensions: 100 }, 400, "INVALID_DIMENSIONS");
+    await refused({ documents: [{ text: "fine" }], dimensions: 100, dimensions_policy: "reject" }, 400, "INVALID_DIMENSIONS");
     await refused({ documents: [{ text: "fine" }], prompt_name: "no-such-prompt" }, 400, "INVALID_ARGUMENT", { field: "prompt_name" });
     for (const [method, path] of [["GET", "/v1/jobs/job_nope"], ["POST", "/v1/jobs/job_nope/cancel"], ["GET", "/v1/jobs/job_nope/results"]]) {
       const answer = await jobs.call(method, path);

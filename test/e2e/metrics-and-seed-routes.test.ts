@@ -76,11 +76,12 @@ describe("metrics and the seed API's routes (real server)", () => {
     expect((await post("/v1/embeddings/batch", { texts: ["a"], provider: "nowhere" })).status).toBe(404);
   });
 
-  it("GET /v1/embeddings/models and /models/{id} (by id or alias), 404 for an unknown id", async () => {
+  it("GET /v1/embeddings/models (the guide's shape) and /models/{id} (by id or alias), 404 for an unknown id", async () => {
     const list = (await (await fetch(`${running.baseUrl}/v1/embeddings/models`)).json()) as any;
-    expect(list.default_model).toBe(DEFAULT_MODEL_ID);
-    expect(list.count).toBe(list.models.length);
-    const model = list.models.find((item: { id: string }) => item.id === DEFAULT_MODEL_ID);
+    expect(list.data.filter((item: { default: boolean }) => item.default).map((item: { model: string }) => item.model)).toEqual([DEFAULT_MODEL_ID]);
+    const models = ((await (await fetch(`${running.baseUrl}/v1/models`)).json()) as any).models;
+    expect(list.data).toHaveLength(models.length);
+    const model = models.find((item: { id: string }) => item.id === DEFAULT_MODEL_ID);
     expect(model).toMatchObject({ dimensions: 512, status: "loaded" });
     expect(model.aliases).toEqual(expect.arrayContaining(["text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002"]));
     const one = (await (await fetch(`${running.baseUrl}/api/v1/embeddings/models/${DEFAULT_MODEL_ID}`)).json()) as any;

@@ -1,6 +1,8 @@
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Tiktoken } from "js-tiktoken/lite";
+import cl100kBase from "js-tiktoken/ranks/cl100k_base";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EmbedderService } from "../../gen/sutra/embedder/v1/embedder_pb.js";
@@ -70,33 +72,36 @@ describe("OpenAI dialect with the official openai SDK (real server, real model)"
     expect(maxAbsDiff([single.data[0].embedding], [grpcVectors[1]])).toBeLessThanOrEqual(1e-6);
   });
 
-  it("token arrays (one, or several) embed like their texts, and usage counts the ids", async () => {
-    const ids = TEXTS.map((text) => Array.from(tokenizer.encode(text).ids));
+  it("token arrays of cl100k_base ids (one, or several) embed like their texts, and usage counts the model's tokens", async () => {
+    const cl100k = new Tiktoken(cl100kBase);
+    const ids = TEXTS.map((text) => cl100k.encode(text));
     const several = await openai.embeddings.create({ model: "text-embedding-3-small", input: ids });
     expect(maxAbsDiff(several.data.map((item) => item.embedding), grpcVectors)).toBeLessThanOrEqual(1e-6);
-    const total = ids.reduce((sum, row) => sum + row.length, 0);
-    expect(several.usage.prompt_tokens).toBe(total);
+    const modelTokens = TEXTS.map((text) => tokenizer.encode(text).ids.length);
+    expect(several.usage.prompt_tokens).toBe(modelTokens.reduce((sum, count) => sum + count, 0));
+    expect(several.usage.prompt_tokens).not.toBe(ids.reduce((sum, row) => sum + row.length, 0));
     const one = await openai.embeddings.create({ model: "text-embedding-3-small", input: ids[2], encoding_format: "float" });
     expect(maxAbsDiff([one.data[0].embedding], [grpcVectors[2]])).toBeLessThanOrEqual(1e-6);
-    expect(one.usage.prompt_tokens).toBe(ids[2].length);
+    expect(one.usage.prompt_tokens).toBe(modelTokens[2]);
   });
 
-  it("answers errors in OpenAI's envelope, which the SDK reads: out-of-vocabulary ids, empty input, unknown model, bad dimensions", async () => {
+  it("answers errors in OpenAI's envelope, which the SDK reads: ids outside cl100k_base, empty input, unknown model, bad dimensions", async () => {
     const failure = async (body: Parameters<typeof openai.embeddings.create>[0]) => {
       const error = await openai.embeddings.create(body).then(() => undefined, (reason: unknown) => reason);
       expect(error).toBeInstanceOf(OpenAI.APIError);
       return error as InstanceType<typeof OpenAI.APIError>;
     };
-    const outOfRange = await failure({ model: "text-embedding-3-small", input: [[1, 2, tokenizer.vocabSize]] });
+    const outOfRange = await failure({ model: "text-embedding-3-small", input: [[1, 2, 100_277]] });
     expect(outOfRange.status).toBe(400);
     expect(outOfRange.type).toBe("invalid_request_error");
     expect(outOfRange.param).toBe("input");
     expect(outOfRange.code).toBe("INVALID_ARGUMENT");
-    expect(outOfRange.message).toContain(`vocabulary size ${tokenizer.vocabSize}`);
+    expect(outOfRange.message).toContain("input[0][2] = 100277 is not a cl100k_base token id");
     expect((await failure({ model: "text-embedding-3-small", input: [] })).code).toBe("EMPTY_INPUT");
     const unknown = await failure({ model: "no-such-model", input: "x" });
     expect([unknown.status, unknown.code]).toEqual([404, "UNKNOWN_MODEL"]);
-    const dimensions = await failure({ model: "text-embedding-3-small", input: "x", dimensions: 100 });
+    // Above the native 512 dimensions, which the server's default policy (reduce) cannot give.
+    const dimensions = await failure({ model: "text-embedding-3-small", input: "x", dimensions: 1000 });
     expect([dimensions.status, dimensions.code]).toEqual([400, "INVALID_DIMENSIONS"]);
   });
 

@@ -1,20 +1,15 @@
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium, type Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createNodeClient } from "../../src/client/node.js";
+import { browserSuiteTitle, CHROMIUM, CHROMIUM_FLAGS, hasChromium } from "../support/chromium.js";
 import { startRealService, type RunningService } from "../support/real-service.js";
 
-const CHROMIUM = "/usr/bin/chromium";
-/** The network is closed: nothing in the background, no QUIC, no component or sync traffic. */
-const CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 const TEXTS = ["The cat sat on the mat.", "A kitten is resting on the rug.", "Stock markets fell sharply on Monday."];
 
-const hasChromium = existsSync(CHROMIUM);
-const title = hasChromium
-  ? "playground (GET /) in headless Chromium"
-  : `playground (GET /) in headless Chromium: skipped because ${CHROMIUM} is missing (install Debian's chromium)`;
+const title = browserSuiteTitle("playground (GET /) in headless Chromium");
 
 /** Cosine similarity written out on its own, to check the page's arithmetic rather than reuse it. */
 function cosine(a: number[], b: number[]): number {

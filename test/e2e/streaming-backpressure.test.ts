@@ -162,13 +162,13 @@ describe("backpressure: a client that stops reading is stopped (server in a chil
     });
     try {
       const started = new Promise((resolve) => socket.once("message", resolve));
-      socket.send(JSON.stringify({ id: "s", type: "stream_embed", timestamp: new Date().toISOString(), payload: { buffer_size: 32, max_latency_ms: 20 } }));
-      expect(JSON.parse(String(await started)).type).toBe("stream_started");
+      socket.send(JSON.stringify({ id: "s", type: "request", timestamp: new Date().toISOString(), payload: { action: "stream_embed", config: { buffer_size: 32, max_latency_ms: 20 } } }));
+      expect(JSON.parse(String(await started))).toMatchObject({ type: "response", payload: { action: "stream_embed" } });
       socket.pause();
       let sent = 0;
       const sendSome = (count: number) => {
         for (let index = 0; index < count; index++, sent++) {
-          socket.send(JSON.stringify({ id: `m${sent}`, type: "add_chunk", timestamp: "", payload: { chunk_id: `c${sent}`, text: `${PARAGRAPH} ${sent}` } }));
+          socket.send(JSON.stringify({ id: `m${sent}`, type: "request", timestamp: "", payload: { action: "add_chunk", chunk_id: `c${sent}`, text: `${PARAGRAPH} ${sent}` } }));
         }
       };
       // Keep writing until the server has read nothing for 2 s while the client's own buffer grows.

@@ -95,9 +95,9 @@ async function failure(run: () => Promise<unknown>): Promise<ConnectError> {
 
 const reasonOf = (error: ConnectError) => error.findDetails(ErrorInfoSchema)[0]?.reason;
 
-/** One WebSocket client message. */
-function envelope(id: string, type: string, payload: object): string {
-  return JSON.stringify({ id, type, timestamp: new Date().toISOString(), payload });
+/** One WebSocket client request: the envelope `{id, type: "request", timestamp, payload}` with `payload.action`. */
+function request(id: string, action: string, payload: object = {}): string {
+  return JSON.stringify({ id, type: "request", timestamp: new Date().toISOString(), payload: { action, ...payload } });
 }
 
 interface ServerMessage {
@@ -105,6 +105,12 @@ interface ServerMessage {
   type: string;
   timestamp: string;
   payload: Record<string, any>;
+}
+
+/** What a server message is: its type, or for a `response` its `action` ("chunk" for a chunk's embedding). */
+function kindOf(message: ServerMessage): string {
+  if (message.type !== "response") return message.type;
+  return typeof message.payload.action === "string" ? message.payload.action : "chunk";
 }
 
 async function openWebSocket(url: string): Promise<{ socket: WebSocket; messages: ServerMessage[]; next: (type: string) => Promise<ServerMessage> }> {
@@ -116,7 +122,7 @@ async function openWebSocket(url: string): Promise<{ socket: WebSocket; messages
   socket.on("message", (data) => {
     const message = JSON.parse(String(data)) as ServerMessage;
     messages.push(message);
-    const waiter = waiters.findIndex((candidate) => candidate.type === message.type);
+    const waiter = waiters.findIndex((candidate) => candidate.type === kindOf(message));
     if (waiter !== -1) waiters.splice(waiter, 1)[0].resolve(message);
     else unread.push(message);
   });
@@ -124,9 +130,9 @@ async function openWebSocket(url: string): Promise<{ socket: WebSocket; messages
     socket.once("open", resolve);
     socket.once("error", reject);
   });
-  /** The first message of `type` not returned before, waiting for it when none has come yet. */
+  /** The first message of `type` (a `response` by its action, "chunk" for a chunk's) not returned before, waiting for it when none has come yet. */
   const next = (type: string) => {
-    const index = unread.findIndex((message) => message.type === type);
+    const index = unread.findIndex((message) => kindOf(message) === type);
     if (index !== -1) return Promise.resolve(unread.splice(index, 1)[0]);
     return new Promise<ServerMessage>((resolve) => waiters.push({ type, resolve }));
   };
@@ -225,32 +231,38 @@ describe("streaming (real server, real model)", () => {
     expect(maxAbsDiffByIndex(vectors, expected)).toBeLessThanOrEqual(1e-6);
   });
 
-  it("the WebSocket route with a ws client: handshake, ping/pong, 1,000 add_chunk answered by id, stream_end", async () => {
+  it("the WebSocket route with a ws client: handshake, get_state, 1,000 add_chunk answered by id, stream_end", async () => {
     const { socket, messages, next } = await openWebSocket(wsUrl);
     try {
-      socket.send(envelope("hello", "handshake", { client: "test" }));
+      socket.send(request("hello", "handshake", { session_id: "session-1", protocol_version: "1.0", client_capabilities: {} }));
       const handshake = await next("handshake");
-      expect(handshake).toMatchObject({ id: "hello", payload: { protocol_version: 1, max_pending_chunks: 512 } });
-      socket.send(envelope("p1", "ping", { n: 1 }));
-      expect(await next("pong")).toMatchObject({ id: "p1", payload: { n: 1 } });
-      socket.send(envelope("s1", "stream_embed", { buffer_size: 32, max_latency_ms: 20 }));
-      expect(await next("stream_started")).toMatchObject({ id: "s1", payload: { model_used: DEFAULT_MODEL_ID, dimensions: 512, buffer_size: 32 } });
+      expect(handshake).toMatchObject({ id: "hello", type: "response", payload: { session_id: "session-1", protocol_version: "1.0", max_pending_chunks: 512 } });
+      socket.send(request("g0", "get_state"));
+      expect(await next("state")).toMatchObject({ id: "g0", payload: { session_id: "session-1", is_streaming: false, chunks_processed: 0 } });
+      socket.send(request("s1", "stream_embed", { config: { buffer_size: 32, max_latency_ms: 20 }, metadata: { session_id: "session-1" } }));
+      expect(await next("stream_embed")).toMatchObject({ id: "s1", payload: { session_id: "session-1", model_used: DEFAULT_MODEL_ID, dimensions: 512, buffer_size: 32 } });
       const ended = next("stream_end");
       TEXTS.forEach((text, index) => {
-        socket.send(envelope(`m${index}`, "add_chunk", { chunk_id: `c${index}`, text, position: index, is_final: index === TEXTS.length - 1 }));
+        socket.send(request(`m${index}`, "add_chunk", { chunk_id: `c${index}`, text, position: index, is_final: index === TEXTS.length - 1 }));
       });
-      expect((await ended).id).toBe("s1");
-      const answers = messages.filter((message) => message.type === "embedding");
+      const end = await ended;
+      expect(end).toMatchObject({ id: "s1", payload: { chunks_processed: 1000 } });
+      const answers = messages.filter((message) => kindOf(message) === "chunk");
       expect(answers).toHaveLength(1000);
       const vectors = new Map<number, number[]>();
       for (const answer of answers) {
         const index = Number(answer.payload.chunk_id.slice(1));
         expect(answer.id).toBe(`m${index}`);
         expect(answer.payload.metadata).toMatchObject({ sequence_position: index, model_used: DEFAULT_MODEL_ID });
+        expect(typeof answer.payload.metadata.quality_score).toBe("number");
         vectors.set(index, answer.payload.embedding);
       }
       expect(maxAbsDiffByIndex(vectors, expected)).toBeLessThanOrEqual(1e-6);
       expect(new Date(answers[0].timestamp).getTime()).toBeGreaterThan(Date.now() - 60_000);
+      socket.send(request("g1", "get_state"));
+      const state = await next("state");
+      expect(state.payload).toMatchObject({ is_streaming: false, chunks_processed: 1000, buffer_utilization: 0 });
+      expect(state.payload.average_latency_ms).toBeGreaterThan(0);
     } finally {
       socket.close();
     }
@@ -372,22 +384,25 @@ describe("streaming (real server, real model)", () => {
   it("WebSocket errors carry error_code, error_message, chunk_id and retry_after_ms; the connection stays usable", async () => {
     const { socket, next } = await openWebSocket(wsUrl);
     try {
-      socket.send(envelope("a0", "add_chunk", { chunk_id: "early", text: "no stream yet" }));
-      expect(await next("error")).toMatchObject({ id: "a0", payload: { error_code: "INVALID_ARGUMENT", retry_after_ms: 0 } });
+      socket.send(request("a0", "add_chunk", { chunk_id: "early", text: "no stream yet" }));
+      expect(await next("error")).toMatchObject({ id: "a0", payload: { error_code: "INVALID_ARGUMENT", chunk_id: "early", retry_after_ms: 0 } });
       socket.send("not json");
       expect((await next("error")).payload.error_code).toBe("INVALID_ARGUMENT");
-      socket.send(envelope("s0", "stream_embed", { model: "no-such-model" }));
+      socket.send(JSON.stringify({ id: "x", type: "embedding", timestamp: "", payload: {} }));
+      expect(await next("error")).toMatchObject({ id: "x", payload: { error_code: "INVALID_ARGUMENT", details: { field: "type" } } });
+      socket.send(request("y", "end_stream"));
+      expect(await next("error")).toMatchObject({ id: "y", payload: { error_code: "INVALID_ARGUMENT", details: { field: "payload.action" } } });
+      socket.send(request("s0", "stream_embed", { config: { model: "no-such-model" } }));
       expect(await next("error")).toMatchObject({ id: "s0", payload: { error_code: "UNKNOWN_MODEL" } });
-      socket.send(envelope("s1", "stream_embed", { buffer_size: 2 }));
-      await next("stream_started");
-      socket.send(envelope("a1", "add_chunk", { chunk_id: "blank", text: "" }));
+      socket.send(request("s1", "stream_embed", { config: { buffer_size: 2 } }));
+      await next("stream_embed");
+      socket.send(request("a1", "add_chunk", { chunk_id: "blank", text: "" }));
       const blank = await next("error");
       expect(blank).toMatchObject({ id: "a1", payload: { error_code: "EMPTY_INPUT", chunk_id: "blank", retry_after_ms: 0 } });
       expect(typeof blank.payload.error_message).toBe("string");
-      socket.send(envelope("a2", "add_chunk", { chunk_id: "fine", text: "still answered" }));
-      socket.send(envelope("e", "end_stream", {}));
-      expect(await next("embedding")).toMatchObject({ id: "a2", payload: { chunk_id: "fine" } });
-      expect((await next("stream_end")).id).toBe("s1");
+      socket.send(request("a2", "add_chunk", { chunk_id: "fine", text: "still answered", is_final: true }));
+      expect(await next("chunk")).toMatchObject({ id: "a2", payload: { chunk_id: "fine" } });
+      expect(await next("stream_end")).toMatchObject({ id: "s1", payload: { chunks_processed: 2 } });
     } finally {
       socket.close();
     }
@@ -420,9 +435,9 @@ describe("streaming (real server, real model)", () => {
     for (let stream = 0; stream < 50; stream++) {
       const { socket, next } = await openWebSocket(wsUrl);
       sockets.push(socket);
-      socket.send(envelope("s", "stream_embed", { buffer_size: 8, max_latency_ms: 10_000 }));
-      const started = next("stream_started");
-      for (let index = 0; index < 12; index++) socket.send(envelope(`m${index}`, "add_chunk", { chunk_id: `c${index}`, text: TEXTS[index] }));
+      socket.send(request("s", "stream_embed", { config: { buffer_size: 8, max_latency_ms: 10_000 } }));
+      const started = next("stream_embed");
+      for (let index = 0; index < 12; index++) socket.send(request(`m${index}`, "add_chunk", { chunk_id: `c${index}`, text: TEXTS[index] }));
       dropped.push(started.then(() => socket.terminate()));
     }
     await Promise.all(dropped);

@@ -106,23 +106,23 @@ describe.skipIf(!hasOpenssl)(title, () => {
 
   it("upgrades HTTP/1.1 over TLS to the WebSocket protocol (wss) and streams chunks", async () => {
     const socket = new WebSocket(`wss://127.0.0.1:${server.port}/v1/embeddings/ws`, { ca: tls.cert });
-    const messages: Array<{ id: string; type: string; payload: { chunk_id?: string; embedding?: number[] } }> = [];
+    const messages: Array<{ id: string; type: string; payload: { action?: string; chunk_id?: string; embedding?: number[] } }> = [];
     const ended = new Promise<void>((resolve, reject) => {
       socket.on("message", (data) => {
         const message = JSON.parse(String(data));
         messages.push(message);
-        if (message.type === "stream_end") resolve();
+        if (message.payload.action === "stream_end") resolve();
       });
       socket.once("error", reject);
     });
     await new Promise((resolve) => socket.once("open", resolve));
-    const send = (id: string, type: string, payload: object) => socket.send(JSON.stringify({ id, type, timestamp: "", payload }));
-    send("s", "stream_embed", { buffer_size: 2 });
+    const send = (id: string, action: string, payload: object) => socket.send(JSON.stringify({ id, type: "request", timestamp: "", payload: { action, ...payload } }));
+    send("s", "stream_embed", { config: { buffer_size: 2 } });
     send("a", "add_chunk", { chunk_id: "one", text: "secure" });
     send("b", "add_chunk", { chunk_id: "two", text: "stream", is_final: true });
     await ended;
     socket.close();
-    const embeddings = messages.filter((message) => message.type === "embedding");
+    const embeddings = messages.filter((message) => message.type === "response" && message.payload.chunk_id !== undefined);
     expect(embeddings.map((message) => [message.id, message.payload.chunk_id]).sort()).toEqual([["a", "one"], ["b", "two"]]);
     expect(embeddings.find((message) => message.id === "a")?.payload.embedding).toEqual(Array.from(fakeVector("secure")));
   });

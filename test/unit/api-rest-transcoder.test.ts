@@ -13,10 +13,12 @@ import { messageToRestJson, restRequestToMessage } from "../../src/api/rest/rest
 import type { RestRequestParts } from "../../src/api/rest/rest-json.js";
 import { createRouteTable, findRoute } from "../../src/api/rest/route-table.js";
 import { EmbedderError } from "../../src/domain/errors.js";
+import { DIMENSIONS_POLICIES } from "../../src/postprocess/resolve-dimensions.js";
 import type { EmbeddingType, HardwareProfileName, QuantizationChoice, TruncateMode } from "../../src/domain/types.js";
 import { file_google_api_annotations, http } from "../../gen/google/api/annotations_pb.js";
 import { HttpRuleSchema } from "../../gen/google/api/http_pb.js";
 import {
+  DimensionsPolicySchema,
   DownloadModelRequestSchema,
   EmbedderService,
   EmbeddingSchema,
@@ -347,6 +349,7 @@ describe("enum words", () => {
     expect(words(HardwareProfileSchema)).toEqual(profiles);
     expect(words(TruncateSchema)).toEqual(truncate);
     expect(words(EmbeddingTypeSchema)).toEqual(types);
+    expect(words(DimensionsPolicySchema)).toEqual(DIMENSIONS_POLICIES);
     expect(words(ModelStatusSchema)).toEqual(["available", "downloading", "ready", "loaded", "failed"]);
   });
 });

@@ -74,6 +74,16 @@ describe("config file (--config)", () => {
     expect(readConfig(["--max-inputs", "9"])).toMatchObject({ maxQueue: 7, maxInputs: 9, port: 9000 });
   });
 
+  it("takes the dimensions policy from the file, the env var or the flag (default reduce), and only a policy", () => {
+    expect(serveDefaults().dimensionsPolicy).toBe("reduce");
+    expect(readConfig(["--config", configFile("policy.yaml", "dimensionsPolicy: ignore\n")]).dimensionsPolicy).toBe("ignore");
+    process.env.SUTRA_DIMENSIONS_POLICY = "pad";
+    expect(readConfig([]).dimensionsPolicy).toBe("pad");
+    expect(readConfig(["--dimensions-policy", "reject"]).dimensionsPolicy).toBe("reject");
+    process.env.SUTRA_DIMENSIONS_POLICY = "shrink";
+    expect(() => readConfig([])).toThrow(/SUTRA_DIMENSIONS_POLICY.*Allowed choices are reduce, pad, ignore, reject/);
+  });
+
   it.each([
     ["maxQueue: lots\n", /setting "maxQueue": expected a non-negative integer, got "lots"/],
     ["maxQueue: -1\n", /setting "maxQueue": expected a non-negative integer, got "-1"/],

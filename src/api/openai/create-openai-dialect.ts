@@ -2,7 +2,7 @@ import type { Embedder } from "../../domain/types.js";
 import { EmbedderService } from "../../../gen/sutra/embedder/v1/embedder_pb.js";
 import { principalKey } from "../access-policy.js";
 import { sendJson } from "../node-types.js";
-import { PROVIDER_HEADER, providerHeaders, timingHeaders } from "../request-context.js";
+import { answerHeaders, PROVIDER_HEADER } from "../request-context.js";
 import type { RestDialect } from "../rest/create-rest-handler.js";
 import { toOpenAiResponse } from "./openai-response.js";
 import { isOpenAiBody, parseOpenAiRequest } from "./parse-openai-request.js";
@@ -26,7 +26,7 @@ export function createOpenAiDialect(deps: OpenAiDialectDeps): RestDialect {
     accepts: isOpenAiBody,
     async serve({ request: httpRequest, response, requestId, body, values }) {
       if (!isOpenAiBody(body)) return;
-      const { request, encodingFormat } = parseOpenAiRequest(body, requestId, values.get(principalKey));
+      const { request, encodingFormat } = await parseOpenAiRequest(body, requestId, values.get(principalKey));
       const provider = httpRequest.headers[PROVIDER_HEADER];
       if (typeof provider === "string") request.provider = provider;
       const clientGone = new AbortController();
@@ -36,7 +36,7 @@ export function createOpenAiDialect(deps: OpenAiDialectDeps): RestDialect {
       response.once("close", onClose);
       try {
         const result = await deps.embedder.embed(request, clientGone.signal);
-        sendJson(response, 200, { ...timingHeaders(result.timings), ...providerHeaders(result.run) }, toOpenAiResponse(result, encodingFormat));
+        sendJson(response, 200, answerHeaders(result), toOpenAiResponse(result, encodingFormat));
       } finally {
         response.off("close", onClose);
       }

@@ -26,6 +26,13 @@ export interface SendQueue {
   /** More than the bound is queued for the client: nothing more is read or answered until it drains. */
   backedUp(): boolean;
   /**
+   * Closes the connection with 1008 (policy violation) and `reason`, after what is
+   * already queued, and cuts it POLICY_CLOSE_GRACE_MS later if the client does not take
+   * the close frame; what the client sends after it is not answered (a client that does
+   * not read its answers is not read either). Does nothing once the socket is not open.
+   */
+  closeForPolicy(reason: string): void;
+  /**
    * Queues a serialised message; resolves once it is written, or at once while at most
    * 64 KiB (or the bound, when lower) are queued, so a stream's answers wait for a slow
    * client. Resolves at once when the socket is not open.
@@ -47,22 +54,22 @@ export function createSendQueue(webSocket: WebSocket, options: SendQueueOptions)
   const isOpen = () => webSocket.readyState === WebSocket.OPEN;
   const backedUp = () => webSocket.bufferedAmount > options.maxBufferedBytes;
 
-  /** Closes a client that lets more than twice the bound pile up (1008), and cuts it if it does not take the close frame. */
-  const closeForPolicy = () => {
+  const closeForPolicy = (reason: string) => {
     if (!isOpen()) return;
     options.logger.warn(
-      { requestId: options.requestId, bufferedBytes: webSocket.bufferedAmount, transport: "websocket" },
-      "websocket client is not reading its answers; closing it (1008)",
+      { requestId: options.requestId, bufferedBytes: webSocket.bufferedAmount, transport: "websocket", reason },
+      "closing websocket connection (1008)",
     );
     options.onPolicyClose();
-    webSocket.pause();
-    webSocket.close(1008, "too much queued for this client: it does not read its answers");
+    webSocket.close(1008, reason);
+    // Read on (messages are ignored once closing) so the client's close frame completes the handshake, unless it does not read.
+    if (!backedUp()) webSocket.resume();
     cutTimer = setTimeout(() => webSocket.terminate(), POLICY_CLOSE_GRACE_MS);
   };
   /** After anything was queued for the client: past twice the bound it is closed, past the bound reading stops. */
   const checkQueued = () => {
-    if (webSocket.bufferedAmount > 2 * options.maxBufferedBytes) closeForPolicy();
-    else if (backedUp()) webSocket.pause();
+    if (backedUp()) webSocket.pause();
+    if (webSocket.bufferedAmount > 2 * options.maxBufferedBytes) closeForPolicy("too much queued for this client: it does not read its answers");
   };
 
   // ws answers ping frames itself; those pongs are queued for the client too.
@@ -72,6 +79,7 @@ export function createSendQueue(webSocket: WebSocket, options: SendQueueOptions)
   return {
     isOpen,
     backedUp,
+    closeForPolicy,
     write: (text) =>
       new Promise((resolve) => {
         if (!isOpen()) {

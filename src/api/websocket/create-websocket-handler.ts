@@ -7,6 +7,7 @@ import { EmbedderError } from "../../domain/errors.js";
 import type { StreamSessions } from "../../streaming/create-stream-sessions.js";
 import { REQUEST_ID_HEADER, resolveRequestId } from "../request-context.js";
 import { logEmbedderError } from "../to-connect-error.js";
+import { credentialHeaders, offeredSubprotocols, presentsCredentials, SUTRA_SUBPROTOCOL } from "./credential-headers.js";
 import { refuseUpgrade } from "./refuse-upgrade.js";
 import { serveConnection, type WebSocketConnection } from "./serve-connection.js";
 
@@ -18,12 +19,16 @@ export const WEBSOCKET_PATHS: readonly string[] = ["/v1/embeddings/ws", "/api/v1
 /** What the WebSocket side needs. */
 export interface WebSocketHandlerOptions {
   streams: StreamSessions;
-  /** Authentication and request rate, checked on the upgrade request (an authenticated caller may stream). */
+  /**
+   * Authentication and request rate, checked on the upgrade request (headers, or a
+   * `bearer.<token>` subprotocol) or, for a `sutra.v1` upgrade without credentials, on
+   * its handshake's `token`; an authenticated caller may stream.
+   */
   access: AccessControl;
   logger: Logger;
   /** Largest message a client may send, in bytes (`SUTRA_MAX_BODY_BYTES`); a larger one closes the connection with 1009. */
   maxMessageBytes: number;
-  /** How often the server pings; a connection that has not answered the previous ping by then is dropped. */
+  /** How often the server sends a `ping` message; a connection that left two unanswered is closed (1008) at the next. */
   pingIntervalMs: number;
   /**
    * Bytes queued for one client (written by the server, not yet taken by its
@@ -38,9 +43,12 @@ export interface WebSocketHandler {
   /**
    * Takes an HTTP/1.1 upgrade request: a WebSocket route whose caller the
    * access check admits becomes a connection speaking the protocol of
-   * docs/STREAMING.md; any other path is answered 404 (ROUTE_NOT_FOUND), a
-   * refused caller with the access check's status (401, 403, 429), in the
-   * REST error envelope, and the socket closed.
+   * docs/STREAMING.md (selecting the `sutra.v1` subprotocol when offered); any
+   * other path is answered 404 (ROUTE_NOT_FOUND), a refused caller with the
+   * access check's status (401, 403, 429), in the REST error envelope, and the
+   * socket closed. With authentication on, an upgrade that offers `sutra.v1`
+   * and carries no credential is accepted and must authenticate in its
+   * handshake before anything else.
    */
   upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void;
   /** Server shutdown: new upgrades get 503, idle connections close (1001), streaming ones after their last answer. */
@@ -54,22 +62,28 @@ export function isWebSocketTarget(target: string): boolean {
 
 /**
  * Creates the WebSocket handler (the `ws` library, no server of its own: the
- * HTTP server hands it upgrade requests). Per connection: one stream at a
- * time (`stream_embed`, then `add_chunk` messages, answered by `embedding` or
- * `error` messages carrying the id of the `add_chunk` they answer, then
- * `stream_end`), `handshake` and `ping`/`pong` at any time, and protocol-level
- * pings every `pingIntervalMs` for keepalive. Backpressure both ways: while
+ * HTTP server hands it upgrade requests). Per connection, in the envelope
+ * `{id, type, timestamp, payload}`: one stream at a time (`request`s with
+ * action `stream_embed`, then `add_chunk`, answered by `response` or `error`
+ * messages carrying the id of the request they answer, then a `stream_end`
+ * response), `handshake` and `get_state` at any time, and a `ping` message
+ * every `pingIntervalMs` that the client answers with a `pong`. Backpressure both ways: while
  * the stream session is full the socket is not read (TCP pushes back on the
  * client); stream answers wait while more than 64 KiB are queued for the
  * client; and while more than `maxBufferedBytes` are queued (answers of any
- * kind: handshake, pong, error, embedding, and ws's own pong frames) the
- * socket is not read and read messages wait unanswered, so what a client that
- * stops reading makes the server hold is bounded. Past twice that it is closed
- * with 1008 and cut POLICY_CLOSE_GRACE_MS later. A pong is never larger than
- * its ping (plus the envelope), so echoing cannot amplify a message.
+ * kind, pings, and ws's own pong frames) the socket is not read and read
+ * messages wait unanswered, so what a client that stops reading makes the
+ * server hold is bounded. Past twice that it is closed with 1008 and cut
+ * POLICY_CLOSE_GRACE_MS later. No answer repeats more of its message than its
+ * id and session id, so answering cannot amplify a message.
  */
 export function createWebSocketHandler(options: WebSocketHandlerOptions): WebSocketHandler {
-  const server = new WebSocketServer({ noServer: true, maxPayload: options.maxMessageBytes, clientTracking: false });
+  const server = new WebSocketServer({
+    noServer: true,
+    maxPayload: options.maxMessageBytes,
+    clientTracking: false,
+    handleProtocols: (offered) => (offered.has(SUTRA_SUBPROTOCOL) ? SUTRA_SUBPROTOCOL : false),
+  });
   const requestIds = new WeakMap<IncomingMessage, string>();
   const open = new Set<WebSocketConnection>();
   let closing = false;
@@ -87,11 +101,16 @@ export function createWebSocketHandler(options: WebSocketHandlerOptions): WebSoc
         refuseUpgrade(socket, error, requestId);
         return;
       }
-      options.access.admit(request.headers, "user").then(
+      const headers = credentialHeaders(request.headers);
+      const authenticateInHandshake =
+        options.access.authenticator.mode !== "none" && !presentsCredentials(headers) && offeredSubprotocols(headers).includes(SUTRA_SUBPROTOCOL);
+      const authenticate = (token: string | undefined) => options.access.admit(token === undefined ? {} : { authorization: `Bearer ${token}` }, "user");
+      (authenticateInHandshake ? Promise.resolve(undefined) : options.access.admit(headers, "user")).then(
         (principal) => {
           requestIds.set(request, requestId);
           server.handleUpgrade(request, socket, head, (webSocket) => {
-            const connection = serveConnection(webSocket, { requestId, principal }, options, () => open.delete(connection));
+            const caller = { requestId, principal, authenticate: authenticateInHandshake ? authenticate : undefined };
+            const connection = serveConnection(webSocket, caller, options, () => open.delete(connection));
             open.add(connection);
             if (closing) connection.shutdown();
           });

@@ -5,27 +5,37 @@ import type { Principal } from "../../domain/types.js";
 import type { StreamSession } from "../../streaming/create-stream-sessions.js";
 import { logEmbedderError } from "../to-connect-error.js";
 import type { WebSocketHandlerOptions } from "./create-websocket-handler.js";
+import { createConnectionState } from "./create-connection-state.js";
+import { createKeepalive } from "./create-keepalive.js";
 import { createSendQueue } from "./create-send-queue.js";
 import {
   answerPayload,
   errorPayload,
+  objectField,
   parseClientMessage,
   serverMessage,
+  sessionIdField,
+  stringField,
   toWebSocketChunk,
   toWebSocketStreamSettings,
-  type Envelope,
-  type ClientMessageType,
+  type ClientMessage,
   type ServerMessageType,
 } from "./websocket-messages.js";
 
 /** Version of the message protocol of docs/STREAMING.md, told in the handshake. */
-export const WEBSOCKET_PROTOCOL_VERSION = 1;
+export const WEBSOCKET_PROTOCOL_VERSION = "1.0";
 
-/**
- * How much larger than its ping a pong may be: the envelope fields the server
- * fills in (its timestamp, quotes around a numeric id).
- */
-const ENVELOPE_SLACK_BYTES = 128;
+/** How long a connection that must authenticate in its handshake may stay open without doing so. */
+const AUTHENTICATION_DEADLINE_MS = 10_000;
+
+/** Who is on a connection, as its upgrade told. */
+export interface WebSocketCaller {
+  requestId: string;
+  /** The caller the upgrade's credentials named (undefined with authentication off, or until the handshake authenticates). */
+  principal: Principal | undefined;
+  /** Set when the connection must authenticate in its handshake: checks the handshake's `token` with the access control. */
+  authenticate?: (token: string | undefined) => Promise<Principal | undefined>;
+}
 
 /** One served connection, as the handler holds it until it closes. */
 export interface WebSocketConnection {
@@ -35,42 +45,46 @@ export interface WebSocketConnection {
 
 interface OpenStream {
   session: StreamSession;
-  /** The `stream_embed` message that opened it; `stream_end` and stream-wide errors answer it. */
+  /** The `stream_embed` request that opened it; `stream_end` and stream-wide errors answer it. */
   messageId: string;
-  /** The id of each `add_chunk` message still unanswered, by the chunk's arrival index. */
+  sessionId: string;
+  /** The id of each `add_chunk` request still unanswered, by the chunk's arrival index. */
   chunkMessageIds: Map<number, string>;
+  /** Chunks answered so far (embedding or error). */
+  answered: number;
 }
 
-/** A message read from the client, or why it could not be read, with its size for the echo check. */
-type Received = { message: Envelope<ClientMessageType>; bytes: number } | { error: EmbedderError };
+/** A request read from the client, or a message that cannot be served. */
+type Received = Exclude<ClientMessage, { type: "pong" }>;
+type ClientRequest = Extract<ClientMessage, { type: "request" }>;
 
 /**
  * Serves one accepted WebSocket connection with the protocol of docs/STREAMING.md for
- * `caller` (see createWebSocketHandler): reads messages into an inbox answered in order,
+ * `caller` (see createWebSocketHandler): reads requests into an inbox answered in order,
  * runs at most one stream at a time, pings every `pingIntervalMs`, and stops reading while
- * the stream is full or too much is queued for the client (createSendQueue). `onClose` is
- * told once the socket closes, after the stream was closed and every timer stopped.
+ * the stream is full, an authentication or a stream is opening, or too much is queued for
+ * the client (createSendQueue). A connection that must authenticate in its handshake is
+ * closed (1008) after an UNAUTHENTICATED error on any other first request, on a refused
+ * token, or after AUTHENTICATION_DEADLINE_MS. `onClose` is told once the socket closes,
+ * after the stream was closed and every timer stopped.
  */
-export function serveConnection(
-  webSocket: WebSocket,
-  caller: { requestId: string; principal: Principal | undefined },
-  options: WebSocketHandlerOptions,
-  onClose: () => void,
-): WebSocketConnection {
-  const { requestId, principal } = caller;
+export function serveConnection(webSocket: WebSocket, caller: WebSocketCaller, options: WebSocketHandlerOptions, onClose: () => void): WebSocketConnection {
+  const { requestId } = caller;
+  let principal = caller.principal;
+  let authenticated = caller.authenticate === undefined;
   let stream: OpenStream | undefined;
   /**
-   * Messages read but not answered yet, in order: those that came while a
-   * stream was opening, while too much was queued for the client, and chunks
-   * for a full stream (what ws had already read when the socket paused).
-   * Bounded by what one read of the socket holds.
+   * Requests read but not answered yet, in order: those that came while an
+   * authentication or a stream was opening, while too much was queued for the
+   * client, and chunks for a full stream (what ws had already read when the
+   * socket paused). Bounded by what one read of the socket holds.
    */
   const inbox: Received[] = [];
-  let opening = false;
+  let busy = false;
   let waitingForRoom = false;
-  let answeredPing = true;
   let shuttingDown = false;
-  const { isOpen, backedUp, write } = createSendQueue(webSocket, {
+  const state = createConnectionState(requestId, options.streams.limits);
+  const { isOpen, backedUp, write, closeForPolicy } = createSendQueue(webSocket, {
     maxBufferedBytes: options.maxBufferedBytes,
     logger: options.logger,
     requestId,
@@ -82,20 +96,24 @@ export function serveConnection(
   const full = () => stream !== undefined && stream.session.accepting() && !stream.session.hasRoom();
 
   const send = (id: string, type: ServerMessageType, payload: JsonObject): Promise<void> => write(serverMessage(id, type, payload));
-  const sendError = (id: string, error: EmbedderError) => {
+  const respond = (id: string, action: string, payload: JsonObject) => send(id, "response", { action, ...payload });
+  const sendError = (id: string, error: EmbedderError, chunkId?: string) => {
     logEmbedderError(options.logger, error, { requestId, transport: "websocket" });
-    return send(id, "error", errorPayload(error));
+    return send(id, "error", errorPayload(error, chunkId));
+  };
+  const refuseCaller = (id: string, error: EmbedderError) => {
+    void sendError(id, error);
+    closeForPolicy("the connection did not authenticate");
   };
 
-  const keepalive = setInterval(() => {
-    if (!answeredPing) {
-      webSocket.terminate();
-      return;
-    }
-    answeredPing = false;
-    webSocket.ping();
-  }, options.pingIntervalMs);
-  webSocket.on("pong", () => (answeredPing = true));
+  const keepalive = createKeepalive({
+    intervalMs: options.pingIntervalMs,
+    ping: (id) => void send(id, "ping", {}),
+    onSilent: () => closeForPolicy("two pings went unanswered"),
+  });
+  const authenticationDeadline = authenticated
+    ? undefined
+    : setTimeout(() => closeForPolicy("no handshake authenticated the connection in time"), AUTHENTICATION_DEADLINE_MS);
 
   /** Stops reading the socket until the stream has room, then goes on with the inbox. */
   const waitForRoom = (session: StreamSession) => {
@@ -110,32 +128,41 @@ export function serveConnection(
   /** Answers what was read, in order, while the client takes its answers; reads again once nothing holds the socket. */
   const drainInbox = () => {
     if (!isOpen()) return;
-    while (inbox.length > 0 && !opening) {
+    while (inbox.length > 0 && !busy) {
       if (backedUp()) {
         webSocket.pause();
         return;
       }
       const next = inbox[0];
-      if ("message" in next && next.message.type === "add_chunk" && full()) {
+      if (next.type === "request" && next.action === "add_chunk" && full()) {
         waitForRoom(stream!.session);
         return;
       }
       inbox.shift();
-      if ("error" in next) {
-        replyError(undefined, next.error);
+      if (next.type === "invalid") {
+        void sendError(next.id, next.error);
         continue;
       }
       try {
-        handle(next.message, next.bytes);
+        handle(next);
       } catch (reason) {
-        replyError(next.message, EmbedderError.from(reason));
+        const chunkId = next.action === "add_chunk" ? stringField(next.payload, "chunk_id") : undefined;
+        void sendError(next.id, EmbedderError.from(reason), chunkId);
       }
     }
-    if (isOpen() && !opening && !full() && !backedUp()) webSocket.resume();
+    if (isOpen() && !busy && !full() && !backedUp()) webSocket.resume();
   };
-  const replyError = (message: Envelope<ClientMessageType> | undefined, error: EmbedderError) => {
-    const chunkId = message?.type === "add_chunk" ? message.payload.chunk_id : undefined;
-    void send(message?.id ?? "", "error", typeof chunkId === "string" ? { ...errorPayload(error), chunk_id: chunkId } : errorPayload(error));
+  /** Runs an async step (authentication, opening a stream) while the inbox waits, then goes on with it. */
+  const waitFor = async (step: () => Promise<void>) => {
+    busy = true;
+    webSocket.pause();
+    try {
+      await step();
+    } finally {
+      busy = false;
+      if (shuttingDown && stream === undefined) webSocket.close(1001, "server shutting down");
+      else drainInbox();
+    }
   };
 
   const pump = async (opened: OpenStream) => {
@@ -144,10 +171,12 @@ export function serveConnection(
       for await (const answer of session.answers) {
         const id = opened.chunkMessageIds.get(answer.arrival) ?? "";
         opened.chunkMessageIds.delete(answer.arrival);
+        opened.answered += 1;
+        state.answered(answer.latencyMs);
         const { type, payload } = answerPayload(answer);
         await send(id, type, payload);
       }
-      await send(opened.messageId, "stream_end", { stream_id: session.id });
+      await respond(opened.messageId, "stream_end", { session_id: opened.sessionId, stream_id: session.id, chunks_processed: opened.answered });
     } catch (reason) {
       await sendError(opened.messageId, EmbedderError.from(reason));
     } finally {
@@ -158,15 +187,15 @@ export function serveConnection(
     }
   };
 
-  const openStream = async (message: Envelope<ClientMessageType>) => {
-    opening = true;
-    webSocket.pause();
+  const openStream = async (message: ClientRequest) => {
     try {
       const asked = toWebSocketStreamSettings(message.payload, requestId);
+      const sessionId = sessionIdField(objectField(message.payload, "metadata")) ?? state.sessionId;
       const session = await options.streams.open({ ...asked, request: { ...asked.request, principal } }, requestId);
-      const opened: OpenStream = { session, messageId: message.id, chunkMessageIds: new Map() };
+      const opened: OpenStream = { session, messageId: message.id, sessionId, chunkMessageIds: new Map(), answered: 0 };
       stream = opened;
-      await send(message.id, "stream_started", {
+      await respond(message.id, "stream_embed", {
+        session_id: sessionId,
         stream_id: session.id,
         model_used: session.run.modelId,
         dimensions: session.run.dimensions,
@@ -176,79 +205,78 @@ export function serveConnection(
       void pump(opened);
     } catch (reason) {
       await sendError(message.id, EmbedderError.from(reason));
-    } finally {
-      opening = false;
-      drainInbox();
     }
   };
 
-  /** Answers one message; `bytes` is its size as read, which its pong may not exceed. */
-  const handle = (message: Envelope<ClientMessageType>, bytes: number) => {
-    switch (message.type) {
-      case "handshake":
-        void send(message.id, "handshake", {
-          protocol_version: WEBSOCKET_PROTOCOL_VERSION,
-          session_id: requestId,
-          max_message_bytes: options.maxMessageBytes,
-          max_pending_chunks: options.streams.limits.maxPendingChunks,
-          max_pending_bytes: options.streams.limits.maxPendingBytes,
-          ping_interval_ms: options.pingIntervalMs,
-        });
-        return;
-      case "ping": {
-        const pong = serverMessage(message.id, "pong", message.payload);
-        const pongBytes = Buffer.byteLength(pong);
-        if (pongBytes > bytes + ENVELOPE_SLACK_BYTES) {
-          void sendError(message.id, new EmbedderError("INVALID_ARGUMENT", `the ping's payload would be echoed in ${pongBytes} bytes, more than the ${bytes} it came in (numbers are written out in full): send it as a string`, {
-            details: { field: "payload", bytes, echo_bytes: pongBytes },
-          }));
-          return;
-        }
-        void write(pong);
+  const answerHandshake = (message: ClientRequest, sessionId: string | undefined) => {
+    state.sessionId = sessionId ?? state.sessionId;
+    void respond(message.id, "handshake", {
+      session_id: state.sessionId,
+      protocol_version: WEBSOCKET_PROTOCOL_VERSION,
+      max_message_bytes: options.maxMessageBytes,
+      max_pending_chunks: options.streams.limits.maxPendingChunks,
+      max_pending_bytes: options.streams.limits.maxPendingBytes,
+      ping_interval_ms: options.pingIntervalMs,
+    });
+  };
+  const authenticate = async (message: ClientRequest, sessionId: string | undefined) => {
+    try {
+      principal = await caller.authenticate!(stringField(message.payload, "token"));
+      authenticated = true;
+      clearTimeout(authenticationDeadline);
+      answerHandshake(message, sessionId);
+    } catch (reason) {
+      refuseCaller(message.id, EmbedderError.from(reason));
+    }
+  };
+
+  /** Answers one request. */
+  const handle = (message: ClientRequest) => {
+    if (!authenticated && message.action !== "handshake") {
+      refuseCaller(message.id, new EmbedderError("UNAUTHENTICATED", "authenticate first: send a handshake request whose payload carries the token"));
+      return;
+    }
+    switch (message.action) {
+      case "handshake": {
+        const sessionId = sessionIdField(message.payload);
+        if (authenticated) answerHandshake(message, sessionId);
+        else void waitFor(() => authenticate(message, sessionId));
         return;
       }
+      case "get_state":
+        void respond(message.id, "state", state.toPayload(stream?.session));
+        return;
       case "stream_embed":
-        if (stream !== undefined) {
-          void sendError(message.id, new EmbedderError("INVALID_ARGUMENT", "a stream is already open on this connection; end it first"));
-          return;
-        }
-        if (shuttingDown) {
-          void sendError(message.id, new EmbedderError("SHUTTING_DOWN", "the server is shutting down", { retryAfterMs: 1000 }));
-          return;
-        }
-        void openStream(message);
+        if (stream !== undefined) throw new EmbedderError("INVALID_ARGUMENT", "a stream is already open on this connection; end it with a final chunk first");
+        if (shuttingDown) throw new EmbedderError("SHUTTING_DOWN", "the server is shutting down", { retryAfterMs: 1000 });
+        void waitFor(() => openStream(message));
         return;
       case "add_chunk": {
         if (stream === undefined || !stream.session.accepting()) {
-          void sendError(message.id, new EmbedderError("INVALID_ARGUMENT", "no open stream takes chunks: send stream_embed first"));
-          return;
+          throw new EmbedderError("INVALID_ARGUMENT", "no open stream takes chunks: send stream_embed first");
         }
-        const chunk = toWebSocketChunk(message.payload);
-        const arrival = stream.session.add(chunk);
+        const arrival = stream.session.add(toWebSocketChunk(message.payload));
         stream.chunkMessageIds.set(arrival, message.id);
         if (full()) waitForRoom(stream.session);
         return;
       }
-      case "end_stream":
-        stream?.session.end();
-        return;
     }
   };
 
   webSocket.on("message", (data, isBinary) => {
     if (!isOpen()) return;
-    try {
-      if (isBinary) throw new EmbedderError("INVALID_ARGUMENT", "messages are JSON text frames");
-      const text = data.toString();
-      inbox.push({ message: parseClientMessage(text), bytes: Buffer.byteLength(text) });
-    } catch (reason) {
-      inbox.push({ error: EmbedderError.from(reason) });
-    }
+    state.touch();
+    const message = isBinary
+      ? { id: "", type: "invalid" as const, error: new EmbedderError("INVALID_ARGUMENT", "messages are JSON text frames") }
+      : parseClientMessage(data.toString());
+    if (message.type === "pong") keepalive.answered(message.payload.ping_id);
+    else inbox.push(message);
     drainInbox();
   });
   webSocket.on("error", (error) => options.logger.debug({ err: error, requestId }, "websocket error"));
   webSocket.once("close", () => {
-    clearInterval(keepalive);
+    keepalive.stop();
+    clearTimeout(authenticationDeadline);
     inbox.length = 0;
     stream?.session.close();
     stream = undefined;
@@ -258,7 +286,7 @@ export function serveConnection(
   return {
     shutdown() {
       shuttingDown = true;
-      if (stream === undefined && !opening) webSocket.close(1001, "server shutting down");
+      if (stream === undefined && !busy) webSocket.close(1001, "server shutting down");
     },
   };
 }

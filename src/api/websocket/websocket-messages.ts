@@ -11,89 +11,128 @@ import {
 import { messageToRestJson, restRequestToMessage } from "../rest/rest-json.js";
 import { toChunkError, toStreamEmbeddingsResponse, toStreamSettings, toTextChunk } from "../stream-conversion.js";
 
-/** Message types a client sends. */
-export const CLIENT_MESSAGE_TYPES = ["handshake", "stream_embed", "add_chunk", "end_stream", "ping"] as const;
+/** Envelope types a client sends: requests, and pongs answering the server's pings. */
+export const CLIENT_MESSAGE_TYPES = ["request", "pong"] as const;
 
-/** A message type a client sends. */
-export type ClientMessageType = (typeof CLIENT_MESSAGE_TYPES)[number];
+/** The `payload.action` of a client `request`. */
+export const CLIENT_ACTIONS = ["handshake", "stream_embed", "add_chunk", "get_state"] as const;
 
-/** Message types the server sends. */
-export type ServerMessageType = "handshake" | "stream_started" | "embedding" | "error" | "stream_end" | "pong";
+/** A client request's action. */
+export type ClientAction = (typeof CLIENT_ACTIONS)[number];
 
-/**
- * The envelope of every WebSocket message, both ways (docs/STREAMING.md):
- * `id` names the message (an answer carries the id of the message it answers),
- * `type` says what it is, `timestamp` is RFC 3339, `payload` its content.
- */
-export interface Envelope<Type extends string = string> {
-  id: string;
-  type: Type;
-  timestamp: string;
-  payload: JsonObject;
-}
+/** Envelope types the server sends. */
+export type ServerMessageType = "response" | "error" | "ping";
 
 /**
- * Reads one client message: JSON text with a string `type` the protocol knows
- * and an object `payload` (absent = {}); a missing `id` becomes "". Anything
- * else is INVALID_ARGUMENT (the connection stays open).
+ * A client message as read: a `request` with its `action`, a `pong`, or an
+ * `invalid` message with why it cannot be served. `id` names the message (the
+ * server's answer carries it; "" when it has none), `payload` is its content.
  */
-export function parseClientMessage(text: string): Envelope<ClientMessageType> {
+export type ClientMessage =
+  | { id: string; type: "request"; action: ClientAction; payload: JsonObject }
+  | { id: string; type: "pong"; payload: JsonObject }
+  | { id: string; type: "invalid"; error: EmbedderError };
+
+/**
+ * Reads one client message, the envelope `{id, type, timestamp, payload}`:
+ * JSON text whose `type` is `request` (with a known `payload.action`) or
+ * `pong`, and whose `payload` is an object (absent = {}); a missing `id`
+ * becomes "". Anything else is an `invalid` message with INVALID_ARGUMENT
+ * and the id when it could be read (the connection stays open).
+ */
+export function parseClientMessage(text: string): ClientMessage {
   let json: JsonValue;
   try {
     json = JSON.parse(text) as JsonValue;
   } catch (error) {
-    throw new EmbedderError("INVALID_ARGUMENT", `the message is not valid JSON: ${(error as Error).message}`, { cause: error });
+    return invalid("", new EmbedderError("INVALID_ARGUMENT", `the message is not valid JSON: ${(error as Error).message}`, { cause: error }));
   }
   if (json === null || typeof json !== "object" || Array.isArray(json)) {
-    throw new EmbedderError("INVALID_ARGUMENT", "a message must be a JSON object {id, type, timestamp, payload}");
+    return invalid("", new EmbedderError("INVALID_ARGUMENT", "a message must be a JSON object {id, type, timestamp, payload}"));
   }
-  const { id, type, timestamp, payload } = json;
-  if (!CLIENT_MESSAGE_TYPES.includes(type as ClientMessageType)) {
-    const shown = preview(type);
-    throw new EmbedderError("INVALID_ARGUMENT", `unknown message type ${JSON.stringify(shown)} (expected one of ${CLIENT_MESSAGE_TYPES.join(", ")})`, {
-      details: { type: shown },
-    });
+  const { id, type, payload = {} } = json;
+  const messageId = typeof id === "string" ? id : typeof id === "number" ? String(id) : "";
+  if (!CLIENT_MESSAGE_TYPES.includes(type as "request")) return invalid(messageId, unknownValue("type", type, CLIENT_MESSAGE_TYPES));
+  if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
+    return invalid(messageId, new EmbedderError("INVALID_ARGUMENT", "payload must be a JSON object", { details: { field: "payload" } }));
   }
-  if (payload !== undefined && (payload === null || typeof payload !== "object" || Array.isArray(payload))) {
-    throw new EmbedderError("INVALID_ARGUMENT", "payload must be a JSON object", { details: { field: "payload" } });
-  }
-  return {
-    id: typeof id === "string" ? id : typeof id === "number" ? String(id) : "",
-    type: type as ClientMessageType,
-    timestamp: typeof timestamp === "string" ? timestamp : "",
-    payload: payload ?? {},
-  };
+  if (type === "pong") return { id: messageId, type, payload };
+  const { action } = payload;
+  if (!CLIENT_ACTIONS.includes(action as ClientAction)) return invalid(messageId, unknownValue("payload.action", action, CLIENT_ACTIONS));
+  return { id: messageId, type: "request", action: action as ClientAction, payload };
+}
+
+function invalid(id: string, error: EmbedderError): ClientMessage {
+  return { id, type: "invalid", error };
 }
 
 /** Longest part of a client's value an error message repeats, in UTF-16 units. */
 const PREVIEW_LENGTH = 64;
 
 /**
- * A client's value as an error repeats it (a string as it is, anything else as
- * JSON), cut to PREVIEW_LENGTH, so an answer is never larger than the message it answers.
+ * INVALID_ARGUMENT for a `field` whose value is none of `known`, repeating at
+ * most PREVIEW_LENGTH characters of it, so an answer is never larger than the message it answers.
  */
-function preview(value: JsonValue | undefined): string {
+function unknownValue(field: string, value: JsonValue | undefined, known: readonly string[]): EmbedderError {
   const text = typeof value === "string" ? value : JSON.stringify(value ?? null);
-  return text.length > PREVIEW_LENGTH ? `${text.slice(0, PREVIEW_LENGTH)}...` : text;
+  const shown = text.length > PREVIEW_LENGTH ? `${text.slice(0, PREVIEW_LENGTH)}...` : text;
+  return new EmbedderError("INVALID_ARGUMENT", `unknown ${field} ${JSON.stringify(shown)} (expected one of ${known.join(", ")})`, {
+    details: { field, value: shown },
+  });
 }
 
-/** Serialises a server message. */
+/** Serialises a server message in the envelope `{id, type, timestamp, payload}` (timestamp: now, RFC 3339). */
 export function serverMessage(id: string, type: ServerMessageType, payload: JsonObject): string {
-  return JSON.stringify({ id, type, timestamp: new Date().toISOString(), payload } satisfies Envelope<ServerMessageType>);
+  return JSON.stringify({ id, type, timestamp: new Date().toISOString(), payload });
+}
+
+/** The object field `name` of a payload ({} when absent); any other value is INVALID_ARGUMENT. */
+export function objectField(payload: JsonObject, name: string): JsonObject {
+  const value = payload[name] ?? {};
+  if (typeof value !== "object" || Array.isArray(value)) {
+    throw new EmbedderError("INVALID_ARGUMENT", `payload.${name} must be a JSON object`, { details: { field: name } });
+  }
+  return value;
+}
+
+/** Longest session id a client may name: it is repeated in every `state` and stream answer. */
+const MAX_SESSION_ID_LENGTH = 256;
+
+/**
+ * The `session_id` of a payload when it is a non-empty string (else
+ * undefined); one longer than MAX_SESSION_ID_LENGTH is INVALID_ARGUMENT, so
+ * small requests never get large answers.
+ */
+export function sessionIdField(payload: JsonObject): string | undefined {
+  const sessionId = stringField(payload, "session_id");
+  if (sessionId !== undefined && sessionId.length > MAX_SESSION_ID_LENGTH) {
+    throw new EmbedderError("INVALID_ARGUMENT", `session_id must be at most ${MAX_SESSION_ID_LENGTH} characters, got ${sessionId.length}`, {
+      details: { field: "session_id", max: MAX_SESSION_ID_LENGTH },
+    });
+  }
+  return sessionId;
+}
+
+/** The string field `name` of a payload when it is a non-empty string, else undefined. */
+export function stringField(payload: JsonObject, name: string): string | undefined {
+  const value = payload[name];
+  return typeof value === "string" && value !== "" ? value : undefined;
 }
 
 /**
- * The settings of a `stream_embed` payload: the fields of StreamConfig in the
- * REST spellings (snake_case or camelCase, enum words such as "int8"), checked
- * as StreamEmbeddings checks its config.
+ * The settings of a `stream_embed` request: its `config` holds the fields of
+ * StreamConfig in the REST spellings (`dimensions`, `buffer_size`,
+ * `max_latency_ms`, `model`, and the embedding options), checked as
+ * StreamEmbeddings checks its config.
  */
 export function toWebSocketStreamSettings(payload: JsonObject, requestId: string): StreamSettings {
-  return toStreamSettings(fromRestJson(StreamConfigSchema, payload), requestId);
+  return toStreamSettings(fromRestJson(StreamConfigSchema, objectField(payload, "config")), requestId);
 }
 
-/** The chunk of an `add_chunk` payload: {chunk_id, text, is_final, position}. */
+/** The chunk of an `add_chunk` request: {chunk_id, text, is_final, position} beside its `action`. */
 export function toWebSocketChunk(payload: JsonObject): TextChunk {
-  return toTextChunk(fromRestJson(TextChunkSchema, payload));
+  const chunk = Object.fromEntries(Object.entries(payload).filter(([field]) => field !== "action"));
+  return toTextChunk(fromRestJson(TextChunkSchema, chunk));
 }
 
 function fromRestJson<Schema extends typeof StreamConfigSchema | typeof TextChunkSchema>(schema: Schema, payload: JsonObject) {
@@ -101,34 +140,31 @@ function fromRestJson<Schema extends typeof StreamConfigSchema | typeof TextChun
 }
 
 /**
- * The payload answering one chunk: for an `embedding` message, the
- * StreamEmbeddingsResponse in the REST JSON mapping (`chunk_id`, `embedding`
- * as a float array or an object of encodings, `metadata` {latency_ms,
- * sequence_position, model_used, timestamp}); for an `error` message,
- * errorPayload with the chunk's id and position.
+ * The message answering one chunk: a `response` {chunk_id, embedding (a float
+ * array, or an object of encodings), metadata {latency_ms, sequence_position,
+ * model_used, quality_score (the model's benchmark score, 0 = unknown),
+ * timestamp}}; or an `error` (errorPayload) with the chunk's id and position.
  */
-export function answerPayload(answer: ChunkAnswer): { type: "embedding" | "error"; payload: JsonObject } {
+export function answerPayload(answer: ChunkAnswer): { type: "response" | "error"; payload: JsonObject } {
   if ("error" in answer) {
-    return {
-      type: "error",
-      payload: { ...errorPayload(answer.error), chunk_id: answer.chunkId, sequence_position: answer.sequencePosition },
-    };
+    return { type: "error", payload: { ...errorPayload(answer.error, answer.chunkId), sequence_position: answer.sequencePosition } };
   }
   const message = create(StreamEmbeddingsResponseSchema, toStreamEmbeddingsResponse(answer));
-  return { type: "embedding", payload: messageToRestJson(StreamEmbeddingsResponseSchema, message) as JsonObject };
+  const json = messageToRestJson(StreamEmbeddingsResponseSchema, message) as JsonObject;
+  return { type: "response", payload: { ...json, metadata: { ...(json.metadata as JsonObject), quality_score: answer.run.qualityScore } } };
 }
 
 /**
- * The payload of an `error` message, in the seed's names: `error_code` (the
- * reason of the error table), `error_message`, `retry_after_ms` (0 when a
- * retry as is would not help) and `details`.
+ * The payload of an `error` message: `error_code` (the reason of the error
+ * table), `error_message`, `chunk_id` (the chunk it answers, when it answers
+ * one), `retry_after_ms` (0 when a retry as is would not help) and `details`.
  */
-export function errorPayload(error: EmbedderError): JsonObject {
-  const chunkError = toChunkError(error);
+export function errorPayload(error: EmbedderError, chunkId?: string): JsonObject {
   return {
     error_code: error.reason,
     error_message: error.message,
-    retry_after_ms: chunkError.retryAfterMs ?? 0,
+    ...(chunkId === undefined ? {} : { chunk_id: chunkId }),
+    retry_after_ms: toChunkError(error).retryAfterMs ?? 0,
     details: error.details,
   };
 }
