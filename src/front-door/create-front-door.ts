@@ -7,7 +7,7 @@ import type { LocalEngine } from "../engine/create-local-engine.js";
 import type { FailureCounter } from "../observability/count-failure.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
-import type { ProviderGateway } from "../providers/create-provider-gateway.js";
+import type { ProviderGateway, ProviderRoute } from "../providers/create-provider-gateway.js";
 import { LOCAL_PROVIDER } from "../providers/provider-config.js";
 import { createAccessLog } from "./access-log.js";
 import { validateEmbedRequest, validateEmbedSettings, type RequestLimits } from "./validate-request.js";
@@ -68,13 +68,20 @@ export function createFrontDoor(deps: FrontDoorDeps): FrontDoor {
     if (shuttingDown) throw new EmbedderError("SHUTTING_DOWN", "the server is shutting down", { retryAfterMs: RETRY_AFTER_MS });
   };
 
-  /** Runs a request on the local engine, or on the provider its route names. */
-  const route = async (request: EmbedRequest, signal?: AbortSignal, onItem?: (item: EmbedStreamItem) => void): Promise<EmbedResult> => {
+  /** Where a request goes: the local engine (with the model the route names) or an upstream provider. */
+  const routeOf = (request: EmbedRequest): { local: EmbedRequest } | { upstream: ProviderRoute; providers: ProviderGateway } => {
     const target = deps.providers?.route(request);
     if (deps.providers === undefined || target === undefined || target.provider === LOCAL_PROVIDER) {
-      return engine.embed(target === undefined ? request : { ...request, model: target.model }, signal, onItem);
+      return { local: target === undefined ? request : { ...request, model: target.model } };
     }
-    const result = await deps.providers.embed(request, target, {
+    return { upstream: target, providers: deps.providers };
+  };
+
+  /** Runs a request on the local engine, or on the provider its route names. */
+  const route = async (request: EmbedRequest, signal?: AbortSignal, onItem?: (item: EmbedStreamItem) => void): Promise<EmbedResult> => {
+    const routed = routeOf(request);
+    if ("local" in routed) return engine.embed(routed.local, signal, onItem);
+    const result = await routed.providers.embed(request, routed.upstream, {
       signal,
       hardwareProfile: deps.hardwareProfile,
       embedLocal: (model) => engine.embed({ ...request, model, provider: undefined }, signal),
@@ -142,12 +149,10 @@ export function createFrontDoor(deps: FrontDoorDeps): FrontDoor {
       try {
         validateEmbedSettings(request);
         refuseWhileShuttingDown();
-        const target = deps.providers?.route(request);
-        if (deps.providers === undefined || target === undefined || target.provider === LOCAL_PROVIDER) {
-          return await engine.check(target === undefined ? request : { ...request, model: target.model });
-        }
+        const routed = routeOf(request);
+        if ("local" in routed) return await engine.check(routed.local);
         // No texts: the gateway resolves the provider's model and sends nothing upstream.
-        const answer = await deps.providers.embed({ ...request, texts: [] }, target, {
+        const answer = await routed.providers.embed({ ...request, texts: [] }, routed.upstream, {
           hardwareProfile: deps.hardwareProfile,
           embedLocal: (model) => engine.embed({ ...request, texts: [], model, provider: undefined }),
         });
