@@ -97,6 +97,8 @@ export function createSeedRoutes(deps: SeedRouteDeps): HttpRoute[] {
           texts: body.strings("texts"),
           dimensions: body.integer("dimensions"),
           model: seedModelName(body.string("provider"), body.string("model") ?? ""),
+          // This route answers floats only, so a binary preset still computes them.
+          embeddingTypes: ["float"],
           provider: typeof providerHeader === "string" ? providerHeader : undefined,
         });
         const result = await embedder.embed(request, clientGoneSignal(response));

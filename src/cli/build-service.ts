@@ -75,6 +75,7 @@ export async function buildService(config: ServeConfig, logger: Logger, options:
   const registry = createModelRegistry({
     modelDirs: [BUILTIN_MODELS_DIR, resolve(config.modelsDir)],
     defaultModelId: config.defaultModel,
+    highQualityModelId: config.highQualityModel || undefined,
     aliases: parseModelAliases(config.modelAliases, config.defaultModel),
     memoryBudgetMb: config.modelMemoryBudgetMb,
     sessionsPerModel: profile.workers,

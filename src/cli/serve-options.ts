@@ -4,6 +4,7 @@ import { parse as parseYaml } from "yaml";
 import type { ConnectionLimits } from "../api/create-server.js";
 import { AUTH_MODES, type AuthMode } from "../auth/create-authenticator.js";
 import type { DimensionsPolicy, HardwareProfileName } from "../domain/types.js";
+import { PRESETS } from "../models/model-store.js";
 import { DIMENSIONS_POLICIES } from "../postprocess/resolve-dimensions.js";
 
 /**
@@ -16,6 +17,8 @@ export interface ServeConfig {
   port: number;
   modelsDir: string;
   defaultModel: string;
+  /** Local model the `high-quality` preset runs; "" = the default model (another model is never chosen implicitly). */
+  highQualityModel: string;
   profile: HardwareProfileName;
   cuda: boolean;
   /** How a `dimensions` the model does not produce is honoured when a request names no policy. */
@@ -98,6 +101,11 @@ const numberParser = (expected: string, accepts: (parsed: number) => boolean) =>
 const nonNegative = numberParser("a non-negative number", (parsed) => Number.isFinite(parsed) && parsed >= 0);
 const positive = numberParser("a positive number", (parsed) => Number.isFinite(parsed) && parsed > 0);
 const positiveInteger = numberParser("a positive integer", (parsed) => Number.isInteger(parsed) && parsed > 0);
+/** A model id or alias, never a preset: a preset naming a preset would name no model. */
+const modelName = (value: string): string => {
+  if ((PRESETS as readonly string[]).includes(value)) throw new InvalidArgumentError(`expected a model id, got the preset "${value}"`);
+  return value;
+};
 const integer = numberParser("a non-negative integer", (parsed) => Number.isInteger(parsed) && parsed >= 0);
 
 /**
@@ -111,6 +119,7 @@ export function addServeOptions(command: Command): Command {
     .addOption(new Option("--port <port>", "port for every protocol").env("SUTRA_PORT").default(8080).argParser(integer))
     .addOption(new Option("--models-dir <dir>", "folder of user models (the built-in default model is always available)").env("SUTRA_MODELS_DIR").default("./models"))
     .addOption(new Option("--default-model <id>", "model behind the presets and an empty `model`").env("SUTRA_DEFAULT_MODEL").default("universal-sentence-encoder-lite"))
+    .addOption(new Option("--high-quality-model <id>", "local model behind the `high-quality` preset (empty: the default model)").env("SUTRA_HIGH_QUALITY_MODEL").default("").argParser(modelName))
     .addOption(new Option("--profile <name>", "hardware profile").env("SUTRA_PROFILE").default("auto").choices(PROFILES))
     .addOption(new Option("--cuda", "try the CUDA execution provider (falls back to CPU when unavailable)").env("SUTRA_CUDA").default(false))
     .addOption(new Option("--dimensions-policy <policy>", "how a `dimensions` the model does not produce natively (nor as a Matryoshka size) is honoured when a request names no dimensions_policy: reduce (truncate, renormalise; below the native size only), pad (zeros appended, renormalised), ignore (the native size), reject (INVALID_DIMENSIONS)").env("SUTRA_DIMENSIONS_POLICY").default("reduce").choices(DIMENSIONS_POLICIES))
@@ -172,6 +181,7 @@ export function readServeConfig(command: Command): ServeConfig {
     port: Number(options.port),
     modelsDir: String(options.modelsDir),
     defaultModel: String(options.defaultModel),
+    highQualityModel: String(options.highQualityModel),
     profile: options.profile as HardwareProfileName,
     cuda: options.cuda === true,
     dimensionsPolicy: options.dimensionsPolicy as DimensionsPolicy,

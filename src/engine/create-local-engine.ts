@@ -1,6 +1,7 @@
 import { performance } from "node:perf_hooks";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import type { CachedEmbedding, EmbeddingCache } from "../cache/embedding-cache.js";
+import { usesDefaultEmbeddingTypes } from "../domain/embed-request.js";
 import { EmbedderError } from "../domain/errors.js";
 import type { DimensionsPolicy, EmbedPlan, EmbedRequest, EmbedResult, EmbedStreamItem, EmbeddingType, RunInfo } from "../domain/types.js";
 import { resolveHardwareProfile, type HardwareProfile } from "../inference/hardware-profile.js";
@@ -60,6 +61,16 @@ interface ResolvedRun {
   variant: VariantChoice;
   profile: HardwareProfile;
   runInfo(executionProvider: string): RunInfo;
+}
+
+/**
+ * The encodings a run answers: what the client asked for, and under the binary policy packed bits
+ * (`binary`) in place of the default floats; floats the client named in `embedding_types` stay.
+ */
+function outputTypes(request: EmbedRequest, variant: VariantChoice): EmbeddingType[] {
+  if (!variant.binaryOutput) return request.embeddingTypes;
+  const asked = usesDefaultEmbeddingTypes(request) ? [] : request.embeddingTypes;
+  return asked.includes("binary") ? asked : [...asked, "binary"];
 }
 
 async function tokenizeAll(tokenizer: Tokenizer, texts: string[], truncate: EmbedRequest["truncate"]): Promise<Encoding[]> {
@@ -138,9 +149,7 @@ export function createLocalEngine(deps: LocalEngineDeps): LocalEngine {
       throw new EmbedderError("CANCELLED", "the request was cancelled");
     }
 
-    const types: EmbeddingType[] = variant.binaryOutput && !request.embeddingTypes.includes("binary")
-      ? [...request.embeddingTypes, "binary"]
-      : request.embeddingTypes;
+    const types = outputTypes(request, variant);
     const finish = (vector: Float32Array) => finishEmbedding(vector, plan, request.normalize, types);
     const fromCache = (hit: CachedEmbedding) => finish(new Float32Array(hit.vector));
     /** Keeps a computed vector in the cache: a copy, taken before `finish` may change it in place. */

@@ -1,12 +1,12 @@
 import { EmbedderError } from "../domain/errors.js";
 import type { ModelManifest } from "../models/manifest.js";
-import { DEFAULT_TASK_PRESETS, formatInstruction } from "../models/task-presets.js";
+import { applyInstruction, DEFAULT_TASK_PRESETS } from "../models/task-presets.js";
 
 /**
  * Applies the request's prompt to every text: `prompt_name` prepends the model's
  * named prompt (sentence-transformers `prompts`) or, when it names a task preset
  * (`general`, `reviews`, `technical`, `troubleshooting`, `comparisons`, or the
- * model's own), applies that preset's instruction; `instruction` uses the Qwen3
+ * model's own), applies that preset's instruction (`general`: none); `instruction` uses the Qwen3
  * format `Instruct: {instruction}\nQuery:{text}` byte for byte. Both at once, or
  * an unknown prompt name, is INVALID_ARGUMENT.
  */
@@ -21,11 +21,10 @@ export function prepareTexts(texts: string[], manifest: ModelManifest, promptNam
     if (prompt !== undefined) return texts.map((text) => prompt + text);
     const presets = manifest.taskPresets ?? DEFAULT_TASK_PRESETS;
     const preset = Object.hasOwn(presets, promptName) ? presets[promptName] : undefined;
-    if (preset !== undefined) return texts.map((text) => formatInstruction(preset, text));
+    if (preset !== undefined) return applyInstruction(preset, texts);
     throw new EmbedderError("INVALID_ARGUMENT", `model ${manifest.id} has no prompt or task preset "${promptName}"`, {
       details: { field: "prompt_name", supported: [...Object.keys(manifest.prompts), ...Object.keys(presets)] },
     });
   }
-  if (instruction) return texts.map((text) => formatInstruction(instruction, text));
-  return texts;
+  return applyInstruction(instruction, texts);
 }

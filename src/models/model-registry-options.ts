@@ -20,6 +20,8 @@ export interface ModelRegistryOptions {
   /** Where downloads are installed; default the last of `modelDirs`. */
   downloadDir?: string;
   defaultModelId: string;
+  /** Model the `high-quality` preset runs; absent = the default model. */
+  highQualityModelId?: string;
   /** alias -> model id (e.g. OpenAI names to the default model); only own keys count. */
   aliases?: Readonly<Record<string, string>>;
   /**

@@ -7,7 +7,7 @@ import { MANIFEST_FILE, type ModelManifest } from "./manifest.js";
 import type { ModelEntry } from "./model-entry.js";
 import type { ModelRegistryOptions } from "./model-registry-options.js";
 
-/** Presets that name the default model and a precision policy rather than a model. */
+/** Presets that name a model (the default one; `high-quality`: SUTRA_HIGH_QUALITY_MODEL when set) and a precision policy. */
 export const PRESETS = ["efficient", "high-quality", "ultra-efficient", "custom"] as const;
 
 /** A preset name. */
@@ -115,7 +115,8 @@ export function createModelStore(options: ModelRegistryOptions): ModelStore {
 
   const lookup = (name: string): { entry: ModelEntry; preset: Preset } => {
     const preset = (PRESETS as readonly string[]).includes(name) ? (name as Preset) : name === "" ? "efficient" : undefined;
-    const id = preset ? options.defaultModelId : aliases.get(name) ?? name;
+    const presetModel = preset === "high-quality" ? options.highQualityModelId ?? options.defaultModelId : options.defaultModelId;
+    const id = preset ? presetModel : aliases.get(name) ?? name;
     const entry = entries.get(id);
     if (!entry) {
       throw new EmbedderError("UNKNOWN_MODEL", `unknown model "${name}"`, {

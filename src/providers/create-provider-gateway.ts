@@ -2,7 +2,7 @@ import { setTimeout as sleepFor } from "node:timers/promises";
 import { ERROR_TABLE } from "../domain/error-table.js";
 import { EmbedderError, type ErrorReason } from "../domain/errors.js";
 import type { EmbedRequest, EmbedResult, HardwareProfileName, HealthReport } from "../domain/types.js";
-import { DEFAULT_TASK_PRESETS, formatInstruction } from "../models/task-presets.js";
+import { applyInstruction, DEFAULT_TASK_PRESETS } from "../models/task-presets.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { UpstreamDeps, UpstreamProvider } from "./call-with-retries.js";
@@ -118,9 +118,9 @@ function promptedTexts(request: EmbedRequest): string[] {
         details: { field: "prompt_name", supported: Object.keys(DEFAULT_TASK_PRESETS) },
       });
     }
-    return request.texts.map((text) => formatInstruction(preset, text));
+    return applyInstruction(preset, request.texts);
   }
-  return request.instruction ? request.texts.map((text) => formatInstruction(request.instruction ?? "", text)) : request.texts;
+  return applyInstruction(request.instruction, request.texts);
 }
 
 /** The error of a request no provider could serve. */

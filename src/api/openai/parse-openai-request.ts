@@ -61,6 +61,8 @@ export async function parseOpenAiRequest(body: JsonObject, requestId: string, pr
     texts,
     dimensions: dimensions ?? undefined,
     model: model ?? undefined,
+    // The OpenAI dialect answers floats only, so a binary preset still computes them.
+    embeddingTypes: ["float"],
     user: user === null || user === "" ? undefined : user,
     principal,
   });

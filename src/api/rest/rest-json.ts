@@ -189,7 +189,8 @@ function is64Bit(scalar: ScalarType): boolean {
  * `sutra.embedder.v1.Embedding` as a plain float array when it carries only
  * floats, else as an object with the encodings it carries (`values` for
  * floats; `int8`, `uint8`, `binary`, `ubinary` as arrays of integers, signed
- * for int8 and binary, unsigned for uint8 and ubinary).
+ * for int8 and binary, unsigned for uint8 and ubinary), except packed bits answered alone (what
+ * `ultra-efficient` and the binary switches return): `{"embedding_type": "binary", "binary": base64}`.
  */
 export function messageToRestJson<Desc extends DescMessage>(schema: Desc, message: MessageShape<Desc>): JsonValue {
   const json = toJson(schema, message, { useProtoFieldName: true, alwaysEmitImplicit: true });
@@ -258,10 +259,15 @@ const EMBEDDING_ENCODINGS = [
   { name: "ubinary", signed: false },
 ] as const;
 
+/** Encodings of packed sign bits: answered alone (the binary presets), they stay base64 with an `embedding_type`. */
+const PACKED_BITS: ReadonlySet<string> = new Set(["binary", "ubinary"]);
+
 function shapeEmbedding(json: JsonObject): JsonValue {
   const values = Array.isArray(json.values) ? json.values : [];
   const encoded = EMBEDDING_ENCODINGS.filter(({ name }) => typeof json[name] === "string" && json[name] !== "");
   if (encoded.length === 0) return values;
+  const [only] = encoded;
+  if (values.length === 0 && encoded.length === 1 && PACKED_BITS.has(only.name)) return { embedding_type: only.name, [only.name]: json[only.name] };
   const shaped: JsonObject = values.length > 0 ? { values } : {};
   for (const { name, signed } of encoded) {
     const bytes = Buffer.from(json[name] as string, "base64");
