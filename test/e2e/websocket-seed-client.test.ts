@@ -262,6 +262,17 @@ class SutraEmbedderWebSocket {
 const TEXTS = Array.from({ length: 120 }, (_, index) => `Sentence ${index} of the stream talks about topic ${index % 7} at some length.`);
 
 /** The transcribed client, with what its handlers were told and every raw message the server sent it. */
+
+/**
+ * Ends a test's socket. The design's class answers a ping by sending a pong and throws when its socket is
+ * not open, so a ping that arrives while the socket closes would throw from its message handler: the
+ * handler is detached first.
+ */
+function closeSeed(seed: { socket: WebSocket }): void {
+  seed.socket.onmessage = null;
+  seed.socket.close();
+}
+
 function connectSeedClient(url: string) {
   const chunks: WebSocketMessage[] = [];
   const errors: ErrorResponse[] = [];
@@ -337,7 +348,7 @@ describe("the API design's TypeScript WebSocket client against a real server", (
       expect(positions.size).toBe(TEXTS.length);
       expect(worst).toBeLessThanOrEqual(1e-6);
     } finally {
-      seed.socket.close();
+      closeSeed(seed);
     }
   });
 
@@ -360,7 +371,7 @@ describe("the API design's TypeScript WebSocket client against a real server", (
       expect(error).toMatchObject({ type: "error", payload: { error_code: "EMPTY_INPUT", chunk_id: sentChunkIds[1], retry_after_ms: 0 } });
       expect(typeof error.payload.error_message).toBe("string");
     } finally {
-      seed.socket.close();
+      closeSeed(seed);
     }
   });
 });
@@ -397,7 +408,7 @@ describe("the design's client and the server's pings (fake engine, a ping every 
       expect(closed.atMs).toBeLessThan(2_000);
       expect(seed.closes).toEqual([]);
     } finally {
-      seed.socket.close();
+      closeSeed(seed);
       silent.terminate();
     }
   });
