@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import http from "node:http";
 import net, { type Socket } from "node:net";
 import { createInterface } from "node:readline";
@@ -23,6 +23,8 @@ import {
   type StreamEmbeddingsResponse,
 } from "../../gen/sutra/embedder/v1/embedder_pb.js";
 import { signalGroup, startServeProcess, type ServeProcess } from "../support/serve-process.js";
+import { SYSTEM_PYTHON as PYTHON, pythonCanImport } from "../support/system-python.js";
+
 
 type StreamRequestInit = MessageInitShape<typeof StreamEmbeddingsRequestSchema>;
 
@@ -116,15 +118,7 @@ function connectStream(name: string, transport: Transport): { flushed: Promise<v
   return { flushed, ended, close: release };
 }
 
-const PYTHON = "/usr/bin/python3";
-const pythonHasGrpc = (() => {
-  try {
-    execFileSync(PYTHON, ["-c", "import grpc"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const pythonHasGrpc = pythonCanImport("grpc");
 
 /**
  * The same stream through Python grpcio (no generated code: the messages

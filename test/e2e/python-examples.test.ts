@@ -1,21 +1,15 @@
-import { execFile, execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createNodeClient, type NodeSutraClient } from "../../src/client/node.js";
 import { startRealService, type RunningService } from "../support/real-service.js";
+import { SYSTEM_PYTHON as PYTHON, pythonCanImport } from "../support/system-python.js";
 
-const PYTHON = "/usr/bin/python3";
+
 const EMBED_CLIENT = new URL("../../examples/python/embed_client.py", import.meta.url).pathname;
 const STREAM_CLIENT = new URL("../../examples/python/stream_client.py", import.meta.url).pathname;
 const TEXTS = ["The quick brown fox jumps over the lazy dog.", "Embeddings map text to vectors.", "Ünïcödé, emoji 🚀 and 日本語 too"];
 
-const pythonHasGrpc = (() => {
-  try {
-    execFileSync(PYTHON, ["-c", "import grpc, google.protobuf"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const pythonHasGrpc = pythonCanImport("grpc, google.protobuf");
 const title = pythonHasGrpc
   ? "Python examples (examples/python) against the real service, compared with the TypeScript SDK"
   : "Python examples: skipped because /usr/bin/python3 cannot import grpc (install python3-grpcio and python3-protobuf)";

@@ -1,20 +1,14 @@
-import { execFile, execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { FAKE_MODEL_ID, fakeVector, startTestServer } from "./transport-fixtures.js";
 import type { TestServer } from "./transport-fixtures.js";
+import { SYSTEM_PYTHON as PYTHON, pythonCanImport } from "../support/system-python.js";
 
-const PYTHON = "/usr/bin/python3";
+
 const CLIENT = new URL("../../examples/python/embed_client.py", import.meta.url).pathname;
 
-const pythonHasGrpc = (() => {
-  try {
-    execFileSync(PYTHON, ["-c", "import grpc"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const pythonHasGrpc = pythonCanImport("grpc");
 
 const title = pythonHasGrpc
   ? "Python grpcio client examples/python/embed_client.py"

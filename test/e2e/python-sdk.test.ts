@@ -1,19 +1,13 @@
-import { execFile, execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRealService, type RunningService } from "../support/real-service.js";
 import { startTestServer, type TestServer } from "./transport-fixtures.js";
+import { SYSTEM_PYTHON as PYTHON, pythonCanImport } from "../support/system-python.js";
 
-const PYTHON = "/usr/bin/python3";
+
 const REPOSITORY = new URL("../../", import.meta.url).pathname;
 
-const pythonHasSdkPackages = (() => {
-  try {
-    execFileSync(PYTHON, ["-c", "import aiohttp, numpy, pytest"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const pythonHasSdkPackages = pythonCanImport("aiohttp, numpy, pytest");
 const title = pythonHasSdkPackages
   ? "Python SDK (clients/python): its pytest suite against the real service"
   : "Python SDK: skipped because /usr/bin/python3 cannot import aiohttp, numpy and pytest (install python3-aiohttp, python3-numpy and python3-pytest)";

@@ -1,4 +1,4 @@
-import { execFile, execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -19,23 +19,17 @@ import {
 } from "../../gen/sutra/embedder/v1/embedder_pb.js";
 import { DEFAULT_MODEL_ID } from "../../src/models/builtin.js";
 import { startRealService, type RunningService } from "../support/real-service.js";
+import { SYSTEM_PYTHON as PYTHON, pythonCanImport } from "../support/system-python.js";
+
 
 type StreamRequestInit = MessageInitShape<typeof StreamEmbeddingsRequestSchema>;
 
 const SENTENCES = JSON.parse(readFileSync(new URL("../fixtures/use-lite-sentences.json", import.meta.url), "utf8")) as string[];
 /** 1,000 distinct texts of mixed lengths. */
 const TEXTS = Array.from({ length: 1000 }, (_, index) => `${SENTENCES[index % SENTENCES.length]} #${index}`);
-const PYTHON = "/usr/bin/python3";
 const STREAM_CLIENT = new URL("../../examples/python/stream_client.py", import.meta.url).pathname;
 
-const pythonHasGrpc = (() => {
-  try {
-    execFileSync(PYTHON, ["-c", "import grpc"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const pythonHasGrpc = pythonCanImport("grpc");
 
 function config(init: { bufferSize?: number; maxLatencyMs?: number; model?: string; truncate?: number } = {}): StreamRequestInit {
   return { message: { case: "config", value: { bufferSize: 32, maxLatencyMs: 20, ...init } } };
