@@ -44,8 +44,6 @@ export interface ServerDeps {
   failures?: FailureCounter;
   /** Streams of StreamEmbeddings and the WebSocket route (default: a registry over `embedder`). */
   streams?: StreamSessions;
-  /** How often WebSocket connections are pinged for keepalive, in ms (default 30000). */
-  webSocketPingMs?: number;
   /** Upstream providers' breakers and configuration, for the admin routes (absent: none configured). */
   providers?: ProviderAdmin;
   /** Document jobs (docs/JOBS.md); absent = the job rpcs answer NOT_IMPLEMENTED. */
@@ -68,6 +66,8 @@ export interface ConnectionLimits {
   maxConnectionsPerAddress: number;
   /** Bytes queued for one WebSocket client before the server stops reading it; twice that closes it with 1008 (`SUTRA_WS_MAX_BUFFERED_BYTES`). */
   webSocketMaxBufferedBytes: number;
+  /** Time between the server's pings on a WebSocket connection, in ms; two unanswered close it (`SUTRA_WS_PING_INTERVAL_MS`). */
+  webSocketPingMs: number;
 }
 
 /** Which Host names and browser origins the server serves. */
@@ -188,7 +188,7 @@ export function createServer(deps: ServerDeps): net.Server {
     access,
     logger: deps.logger,
     maxMessageBytes: deps.limits.maxBodyBytes,
-    pingIntervalMs: deps.webSocketPingMs ?? 30_000,
+    pingIntervalMs: deps.connectionLimits.webSocketPingMs,
     maxBufferedBytes: deps.connectionLimits.webSocketMaxBufferedBytes,
   });
   const trackSession = (session: Http2Session): void => {

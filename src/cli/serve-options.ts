@@ -81,6 +81,8 @@ export interface ServeConfig {
   maxWatchStreamsPerConnection: number;
   /** Bytes queued for one WebSocket client beyond which the server stops reading it (twice that: closed with 1008). */
   wsMaxBufferedBytes: number;
+  /** Milliseconds between the server's pings on a WebSocket connection; two unanswered close it. */
+  wsPingIntervalMs: number;
   /** Open connections per client address; 0 = no cap (a proxy carries many clients on one address). */
   maxConnectionsPerAddress: number;
   /** Comma-separated host names served besides loopback names when auth is `none` (DNS rebinding defence). */
@@ -160,6 +162,7 @@ export function addServeOptions(command: Command): Command {
     .addOption(new Option("--max-watch-streams <n>", "open grpc.health.v1 Watch streams in all; beyond: TOO_MANY_STREAMS (429)").env("SUTRA_MAX_WATCH_STREAMS").default(1000).argParser(integer))
     .addOption(new Option("--max-watch-streams-per-connection <n>", "open grpc.health.v1 Watch streams per connection; beyond: TOO_MANY_STREAMS (429)").env("SUTRA_MAX_WATCH_STREAMS_PER_CONNECTION").default(10).argParser(integer))
     .addOption(new Option("--ws-max-buffered-bytes <n>", "bytes queued for one WebSocket client before the server stops reading it; twice that closes it (1008)").env("SUTRA_WS_MAX_BUFFERED_BYTES").default(4 * 1024 * 1024).argParser(positiveInteger))
+    .addOption(new Option("--ws-ping-interval-ms <n>", "milliseconds between the server's pings on a WebSocket connection; two unanswered close it").env("SUTRA_WS_PING_INTERVAL_MS").default(30_000).argParser(positiveInteger))
     .addOption(new Option("--max-connections-per-address <n>", "open connections per client address (0 = no cap; a proxy carries many clients on one address)").env("SUTRA_MAX_CONNECTIONS_PER_ADDRESS").default(0).argParser(integer))
     .addOption(new Option("--allowed-hosts <names>", "with auth none, Host names served besides loopback names, comma-separated (others: 421)").env("SUTRA_ALLOWED_HOSTS").default(""))
     .addOption(new Option("--cors-origins <origins>", "browser origins allowed cross-origin, comma-separated (e.g. https://app.example); empty = same origin only").env("SUTRA_CORS_ORIGINS").default(""));
@@ -222,6 +225,7 @@ export function readServeConfig(command: Command): ServeConfig {
     maxWatchStreams: Number(options.maxWatchStreams),
     maxWatchStreamsPerConnection: Number(options.maxWatchStreamsPerConnection),
     wsMaxBufferedBytes: Number(options.wsMaxBufferedBytes),
+    wsPingIntervalMs: Number(options.wsPingIntervalMs),
     maxConnectionsPerAddress: Number(options.maxConnectionsPerAddress),
     allowedHosts: String(options.allowedHosts),
     corsOrigins: String(options.corsOrigins),
@@ -244,6 +248,7 @@ export function connectionLimitsOf(config: ServeConfig): ConnectionLimits {
     maxWatchStreamsPerConnection: config.maxWatchStreamsPerConnection,
     maxConnectionsPerAddress: config.maxConnectionsPerAddress,
     webSocketMaxBufferedBytes: config.wsMaxBufferedBytes,
+    webSocketPingMs: config.wsPingIntervalMs,
   };
 }
 

@@ -32,7 +32,7 @@ describe.skipIf(!pythonHasSdkPackages)(title, () => {
     // Downloads limited to one organisation, so the SDK's test of a refused id gets FORBIDDEN without reaching a hub.
     running = await startRealService({ modelAllowlist: "sentence-transformers/*" });
     // The real service pings every 30 s; this server (the same transport, a fake engine) pings every 100 ms.
-    pinging = await startTestServer({ webSocketPingMs: 100 });
+    pinging = await startTestServer({ connectionLimits: { webSocketPingMs: 100 } });
   });
   afterAll(async () => {
     await pinging?.close();

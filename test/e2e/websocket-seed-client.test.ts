@@ -380,7 +380,7 @@ describe("the design's client and the server's pings (fake engine, a ping every 
   let server: TestServer;
 
   beforeAll(async () => {
-    server = await startTestServer({ webSocketPingMs: 100 });
+    server = await startTestServer({ connectionLimits: { webSocketPingMs: 100 } });
   });
   afterAll(() => server?.close());
 

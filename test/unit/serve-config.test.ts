@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Command } from "commander";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
-import { addServeOptions, readServeConfig, serveDefaults, type ServeConfig } from "../../src/cli/serve-options.js";
+import { addServeOptions, connectionLimitsOf, readServeConfig, serveDefaults, type ServeConfig } from "../../src/cli/serve-options.js";
 
 const folder = mkdtempSync(join(tmpdir(), "sutra-serve-config-"));
 const optionEnvNames = addServeOptions(new Command("serve")).options.flatMap((option) => (option.envVar ? [option.envVar] : []));
@@ -82,6 +82,15 @@ describe("config file (--config)", () => {
     expect(readConfig(["--dimensions-policy", "reject"]).dimensionsPolicy).toBe("reject");
     process.env.SUTRA_DIMENSIONS_POLICY = "shrink";
     expect(() => readConfig([])).toThrow(/SUTRA_DIMENSIONS_POLICY.*Allowed choices are reduce, pad, ignore, reject/);
+  });
+
+  it("takes the WebSocket ping interval from the env var or the flag (default 30 s) into the transport's limits", () => {
+    expect(connectionLimitsOf(serveDefaults()).webSocketPingMs).toBe(30_000);
+    process.env.SUTRA_WS_PING_INTERVAL_MS = "5000";
+    expect(connectionLimitsOf(readConfig([])).webSocketPingMs).toBe(5000);
+    expect(connectionLimitsOf(readConfig(["--ws-ping-interval-ms", "250"])).webSocketPingMs).toBe(250);
+    process.env.SUTRA_WS_PING_INTERVAL_MS = "0";
+    expect(() => readConfig([])).toThrow(/SUTRA_WS_PING_INTERVAL_MS/);
   });
 
   it.each([

@@ -7,11 +7,12 @@ WebSocket protocol (`embed_stream`); the similarity helpers compare the vectors 
 from .client import DEFAULT_BASE_URL, SutraEmbedder, __version__
 from .errors import APIError
 from .similarity import batch_cosine_similarity, cosine_similarity, find_most_similar
-from .types import EmbeddingConfig, EmbeddingResult, ModelPreset, QuantizationType, StreamingConfig
+from .types import DimensionsPolicy, EmbeddingConfig, EmbeddingResult, ModelPreset, QuantizationType, StreamingConfig
 
 __all__ = [
     "APIError",
     "DEFAULT_BASE_URL",
+    "DimensionsPolicy",
     "EmbeddingConfig",
     "EmbeddingResult",
     "ModelPreset",

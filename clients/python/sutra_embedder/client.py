@@ -115,7 +115,7 @@ class SutraEmbedder:
         Args:
             texts: the texts, answered in the same order.
             dimensions: the size of each vector (64-4096); default `config.dimensions` (384).
-                The server sizes vectors by its dimensions policy (docs/REST.md).
+                The server sizes vectors by `config.dimensions_policy`, else its own (docs/REST.md).
             config: the model preset and precision settings; default `EmbeddingConfig()`.
 
         Raises:
@@ -140,6 +140,8 @@ class SutraEmbedder:
                 "binary_quantization": config.binary_quantization,
             },
         }
+        if config.dimensions_policy is not None:
+            body["dimensions_policy"] = config.dimensions_policy.value
         data = await self._request("POST", "/embeddings", json=body)
         return EmbeddingResult(
             embeddings=data["embeddings"],

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 
 class ModelPreset(Enum):
@@ -23,6 +23,19 @@ class QuantizationType(Enum):
     BINARY = "binary"
 
 
+class DimensionsPolicy(Enum):
+    """How the server answers a `dimensions` its model does not produce natively.
+
+    `REDUCE` keeps the first values and renormalises (smaller sizes only), `PAD` appends zeros
+    (larger sizes), `IGNORE` answers the native size, `REJECT` refuses with INVALID_DIMENSIONS.
+    """
+
+    REDUCE = "reduce"
+    PAD = "pad"
+    IGNORE = "ignore"
+    REJECT = "reject"
+
+
 @dataclass
 class EmbeddingConfig:
     """Settings of one embedding request (the REST body's `dimensions`, `model` and `config`)."""
@@ -34,6 +47,8 @@ class EmbeddingConfig:
     batch_size: int = 32
     hardware_profile: str = "auto"
     binary_quantization: bool = False
+    dimensions_policy: Optional[DimensionsPolicy] = None
+    """None: the server's policy (`reduce` unless its operator set another)."""
 
 
 @dataclass

@@ -3,7 +3,7 @@ const MAX_UNANSWERED_PINGS = 2;
 
 /** What a connection's keepalive needs. */
 export interface KeepaliveOptions {
-  /** Time between pings (30 s unless the server is built with another `webSocketPingMs`). */
+  /** Time between pings (`SUTRA_WS_PING_INTERVAL_MS`, 30 s by default). */
   intervalMs: number;
   /** Sends a `ping` message with this id; the client answers a `pong` whose `payload.ping_id` names it. */
   ping(id: string): void;
