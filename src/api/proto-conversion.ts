@@ -15,6 +15,7 @@ import type {
   ModelDescription,
   ModelDownloadStatus,
   QuantizationChoice,
+  ServingSettings,
   TruncateMode,
 } from "../domain/types.js";
 import {
@@ -36,6 +37,7 @@ import type {
   ListModelsRequest,
   ListModelsResponseSchema,
   ModelSchema,
+  ServingSettingsSchema,
 } from "../../gen/sutra/embedder/v1/embedder_pb.js";
 import { residentMemoryMb } from "../observability/resident-memory.js";
 import { enumValueFromWord, enumWordOf } from "./enum-words.js";
@@ -218,7 +220,13 @@ export function toModel(model: ModelDescription): MessageInitShape<typeof ModelS
     ...model,
     status: protoEnum(ModelStatusSchema, model.status),
     hardwareProfiles: model.hardwareProfiles.map((profile) => protoEnum(HardwareProfileSchema, profile)),
+    serving: model.serving === undefined ? undefined : toServingSettings(model.serving),
   };
+}
+
+/** Converts the tier and engine settings in force into a ServingSettings message. */
+function toServingSettings(serving: ServingSettings): MessageInitShape<typeof ServingSettingsSchema> {
+  return { ...serving, tier: protoEnum(HardwareProfileSchema, serving.tier) };
 }
 
 /** Converts a download's state into a DownloadModelResponse. */
@@ -254,5 +262,6 @@ export function toGetHealthResponse(report: HealthReport): MessageInitShape<type
     hardwareProfile: protoEnum(HardwareProfileSchema, report.hardwareProfile),
     executionProvider: report.executionProvider,
     defaultModel: report.defaultModel,
+    serving: toServingSettings(report.serving),
   };
 }

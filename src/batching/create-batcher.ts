@@ -47,9 +47,15 @@ export interface BatcherOptions<Item extends BatchItem, Context> {
   maxInFlight: number;
   /** Most items per batch. */
   maxBatchSize: number;
-  /** Most padded tokens per batch (items x longest item). */
+  /** Most padded tokens per batch (items x longest item, rounded up to `sequenceAlignment`). */
   tokenBudget: number;
-  /** Most items waiting, counted per priority; a request that would exceed it is refused at once with OVERLOADED. */
+  /** Padded lengths are multiples of this (default 1); packing counts them so. */
+  sequenceAlignment?: number;
+  /**
+   * Most items waiting, counted per priority: a request that would take its priority past it
+   * is refused at once with OVERLOADED, unless nothing of its priority waits (then it is
+   * taken whatever its size, so every request the server accepts as valid can be served).
+   */
   maxQueue: number;
   /**
    * Most background batches running at once (default `maxInFlight - 1`, at
@@ -89,9 +95,9 @@ export interface Batcher<Item extends BatchItem, Context> {
    */
   submit(items: Item[], options: SubmitOptions<Context>): Promise<SubmitResult>;
   /**
-   * Throws OVERLOADED when `count` more items of `priority` would exceed the queue bound now;
-   * callers check before costly work (tokenization) so a refusal comes at once. `submit`
-   * checks again.
+   * Throws OVERLOADED when `count` more items of `priority` would exceed the queue bound now
+   * while items of that priority wait (an empty queue takes a request of any size); callers
+   * check before costly work (tokenization) so a refusal comes at once. `submit` checks again.
    */
   checkRoom(count: number, priority?: BatchPriority): void;
   /** Items waiting now (both priorities). */
@@ -106,6 +112,8 @@ interface Pending<Item, Context> {
   request: RequestState<Context>;
   slot: number;
   order: number;
+  /** Batches taken while this item was the oldest waiting and not in them. */
+  passedOver: number;
 }
 
 interface RequestState<Context> {
@@ -124,10 +132,13 @@ interface RequestState<Context> {
 }
 
 /**
- * Creates a token-budget batcher. Whenever a runner slot is free it takes the
- * oldest waiting item and packs around it the items of the same key with the
- * closest token lengths, up to `maxBatchSize` items and `tokenBudget` padded
- * tokens; so batches mix requests, padding stays small, and no item starves.
+ * Creates a token-budget batcher. Whenever a runner slot is free it packs a
+ * batch (packBatch) from everything waiting: the items of one key and close
+ * lengths that waste the least padding, up to `maxBatchSize` items and
+ * `tokenBudget` padded tokens, so batches mix requests. A free slot never waits
+ * for more items; while every slot is busy, waiting items accumulate and give
+ * packing more to choose from. No item starves: once the oldest waiting item was
+ * passed over by 2 x `maxInFlight` batches, the next batch is built around it.
  * Online items always go first: a free slot takes background items (packed
  * the same way, among themselves) only while no online item waits, and at
  * most `maxBackgroundInFlight` background batches run at once.
@@ -139,6 +150,7 @@ export function createBatcher<Item extends BatchItem, Context>(options: BatcherO
   let backgroundQueued = 0;
   let sequence = 0;
   const maxBackgroundInFlight = options.maxBackgroundInFlight ?? Math.max(1, options.maxInFlight - 1);
+  const maxPassOvers = 2 * options.maxInFlight;
   let batchCount = 0;
   let idleWaiters: Array<() => void> = [];
 
@@ -163,8 +175,10 @@ export function createBatcher<Item extends BatchItem, Context>(options: BatcherO
     const background = backgroundQueued === queue.length;
     if (background && backgroundInFlight >= maxBackgroundInFlight) return undefined;
     const eligible = background ? queue : queue.filter((entry) => !entry.request.background);
-    const chosen = packBatch(eligible, options);
+    const oldest = eligible.reduce((first, entry) => (entry.order < first.order ? entry : first));
+    const chosen = packBatch(eligible, options, oldest.passedOver >= maxPassOvers);
     const taken = new Set(chosen);
+    if (!taken.has(oldest)) oldest.passedOver++;
     dequeue((entry) => !taken.has(entry));
     return chosen;
   };
@@ -215,7 +229,7 @@ export function createBatcher<Item extends BatchItem, Context>(options: BatcherO
 
   const checkRoom = (count: number, priority?: BatchPriority): void => {
     const queued = priority === "background" ? backgroundQueued : queue.length - backgroundQueued;
-    if (queued + count > options.maxQueue) {
+    if (queued > 0 && queued + count > options.maxQueue) {
       throw new EmbedderError("OVERLOADED", "the server is at capacity; retry shortly", {
         retryAfterMs: 1000,
         details: { queued, limit: options.maxQueue },
@@ -262,7 +276,7 @@ export function createBatcher<Item extends BatchItem, Context>(options: BatcherO
         const cleanup = () => signal?.removeEventListener("abort", onAbort);
         request.resolve = (result) => { cleanup(); resolve(result); };
         request.reject = (error) => { cleanup(); reject(error); };
-        items.forEach((item, slot) => queue.push({ item, length: item.ids.length, request, slot, order: sequence++ }));
+        items.forEach((item, slot) => queue.push({ item, length: item.ids.length, request, slot, order: sequence++, passedOver: 0 }));
         if (background) backgroundQueued += items.length;
         if (items.length === 0) {
           request.settled = true;

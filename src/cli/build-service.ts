@@ -9,7 +9,7 @@ import { createEmbeddingCache } from "../cache/embedding-cache.js";
 import { parseModelAliases } from "../api/openai/model-aliases.js";
 import { createAuthenticator } from "../auth/create-authenticator.js";
 import { createInferencePool, type InferencePool } from "../inference/pool.js";
-import { resolveHardwareProfile, tierOf } from "../inference/hardware-profile.js";
+import { answeredProfileName, resolveHardwareProfile, servingSettings, tierOf } from "../inference/hardware-profile.js";
 import { probeCuda } from "../inference/probe-cuda.js";
 import { BUILTIN_MODELS_DIR } from "../models/builtin.js";
 import { createVariantPreparer } from "../models/hub/prepare-variants.js";
@@ -59,7 +59,12 @@ export async function buildService(config: ServeConfig, logger: Logger, options:
   const wantsCuda = config.cuda || tierOf(config.profile) === "extreme";
   const cuda = wantsCuda ? await probeCuda() : { available: false, reason: "not requested" };
   if (wantsCuda && !cuda.available) logger.warn({ reason: cuda.reason }, "CUDA unavailable; falling back to CPU");
-  const profile = resolveHardwareProfile(config.profile, { cuda: config.cuda, cudaAvailable: cuda.available });
+  const profile = resolveHardwareProfile(config.profile, {
+    cuda: config.cuda,
+    cudaAvailable: cuda.available,
+    overrides: { workers: config.workers, intraOpThreads: config.intraOpThreads, tokenBudget: config.tokenBudget, maxBatchSize: config.maxBatchSize },
+  });
+  const serving = servingSettings(profile, config.maxQueue);
   const metrics = createMetrics();
   // Loaded before the pool starts, so a bad providers file stops the server with nothing to close.
   const providers = loadProviderGateway(config, { metrics, logger, isLocalModel: (name) => registry.knows(name) });
@@ -106,9 +111,9 @@ export async function buildService(config: ServeConfig, logger: Logger, options:
   const failures = createFailureCounter(metrics);
   const embedder = createFrontDoor({
     engine,
-    models: createModelCatalog(registry),
-    health: createHealthReporter({ registry, pool, profile, cudaAvailable: cuda.available, version: packageVersion, cache, providers }),
-    hardwareProfile: profile.name,
+    models: createModelCatalog(registry, serving),
+    health: createHealthReporter({ registry, pool, profile, serving, cudaAvailable: cuda.available, version: packageVersion, cache, providers }),
+    hardwareProfile: answeredProfileName(profile),
     providers,
     rateLimiter,
     limits: { maxInputs: config.maxInputs, maxConcurrency: config.maxConcurrency },
@@ -134,7 +139,7 @@ export async function buildService(config: ServeConfig, logger: Logger, options:
   registerServiceGauges(metrics, embedder);
   const streams = createStreamSessions({ embedder });
   registerStreamGauges(metrics, streams);
-  const jobs = config.dataDir ? buildJobService(config, { embedder, registry, logger, metrics, batching: profile }) : undefined;
+  const jobs = config.dataDir ? buildJobService(config, { embedder, registry, logger, metrics, batching: { ...profile, maxQueue: config.maxQueue } }) : undefined;
   const server = createServer({
     jobs,
     embedder,
@@ -153,7 +158,7 @@ export async function buildService(config: ServeConfig, logger: Logger, options:
       corsOrigins: listOf(config.corsOrigins),
     },
   });
-  logger.info({ profile: profile.tier, workers: profile.workers, intraOpThreads: profile.intraOpThreads }, "hardware profile");
+  logger.info({ profile: profile.name, ...serving }, "hardware profile");
   return {
     server,
     embedder,
@@ -202,7 +207,7 @@ function buildJobService(
     embedder: deps.embedder,
     registry: deps.registry,
     logger: deps.logger,
-    batching: { maxBatchSize: deps.batching.maxBatchSize, tokenBudget: deps.batching.tokenBudget },
+    batching: { maxBatchSize: deps.batching.maxBatchSize, tokenBudget: deps.batching.tokenBudget, maxQueue: deps.batching.maxQueue },
     concurrency: config.jobConcurrency,
     limits: {
       maxDocuments: config.jobMaxDocuments,

@@ -25,6 +25,11 @@ export interface ServeConfig {
   dimensionsPolicy: DimensionsPolicy;
   maxInputs: number;
   maxQueue: number;
+  /** Engine settings over the profile's; undefined = the profile's (docs/HARDWARE.md). */
+  workers?: number;
+  intraOpThreads?: number;
+  tokenBudget?: number;
+  maxBatchSize?: number;
   maxBodyBytes: number;
   tlsCert?: string;
   tlsKey?: string;
@@ -126,7 +131,11 @@ export function addServeOptions(command: Command): Command {
     .addOption(new Option("--cuda", "try the CUDA execution provider (falls back to CPU when unavailable)").env("SUTRA_CUDA").default(false))
     .addOption(new Option("--dimensions-policy <policy>", "how a `dimensions` the model does not produce natively (nor as a Matryoshka size) is honoured when a request names no dimensions_policy: reduce (truncate, renormalise; below the native size only), pad (zeros appended, renormalised), ignore (the native size), reject (INVALID_DIMENSIONS)").env("SUTRA_DIMENSIONS_POLICY").default("reduce").choices(DIMENSIONS_POLICIES))
     .addOption(new Option("--max-inputs <n>", "most texts per request").env("SUTRA_MAX_INPUTS").default(2048).argParser(integer))
-    .addOption(new Option("--max-queue <n>", "most texts waiting for inference; beyond it requests get OVERLOADED (429) at once").env("SUTRA_MAX_QUEUE").default(8192).argParser(integer))
+    .addOption(new Option("--max-queue <n>", "most texts waiting for inference, per priority (online, jobs): a request that would go past it gets OVERLOADED (429) at once, except that a request of any size finds room when nothing of its priority waits").env("SUTRA_MAX_QUEUE").default(8192).argParser(integer))
+    .addOption(new Option("--workers <n>", "inference worker threads (unset: the profile's; docs/HARDWARE.md)").env("SUTRA_WORKERS").argParser(positiveInteger))
+    .addOption(new Option("--intra-op-threads <n>", "ONNX Runtime threads in each worker (unset: the profile's, cores / workers)").env("SUTRA_INTRA_OP_THREADS").argParser(positiveInteger))
+    .addOption(new Option("--token-budget <n>", "most padded tokens (texts x longest text) in one inference batch (unset: the profile's)").env("SUTRA_TOKEN_BUDGET").argParser(positiveInteger))
+    .addOption(new Option("--max-batch-size <n>", "most texts in one inference batch (unset: the profile's)").env("SUTRA_MAX_BATCH_SIZE").argParser(positiveInteger))
     .addOption(new Option("--max-body-bytes <n>", "largest request body in bytes").env("SUTRA_MAX_BODY_BYTES").default(4 * 1024 * 1024).argParser(integer))
     .addOption(new Option("--tls-cert <file>", "PEM certificate; with --tls-key serves TLS with ALPN (h2, http/1.1)").env("SUTRA_TLS_CERT"))
     .addOption(new Option("--tls-key <file>", "PEM private key").env("SUTRA_TLS_KEY"))
@@ -190,6 +199,10 @@ export function readServeConfig(command: Command): ServeConfig {
     dimensionsPolicy: options.dimensionsPolicy as DimensionsPolicy,
     maxInputs: Number(options.maxInputs),
     maxQueue: Number(options.maxQueue),
+    workers: options.workers as number | undefined,
+    intraOpThreads: options.intraOpThreads as number | undefined,
+    tokenBudget: options.tokenBudget as number | undefined,
+    maxBatchSize: options.maxBatchSize as number | undefined,
     maxBodyBytes: Number(options.maxBodyBytes),
     tlsCert: options.tlsCert as string | undefined,
     tlsKey: options.tlsKey as string | undefined,

@@ -151,6 +151,21 @@ export interface ModelDescription {
   promptNames?: string[];
   /** Hub commit the files came from, when downloaded. */
   revision?: string;
+  /** How this server runs the model (absent where no engine serves it, e.g. a bare registry listing). */
+  serving?: ServingSettings;
+}
+
+/** The hardware tier in force (detected under `auto`) and the engine settings it runs with. */
+export interface ServingSettings {
+  tier: Exclude<HardwareProfileName, "auto" | "desktop" | "server" | "h100">;
+  executionProvider: string;
+  workers: number;
+  intraOpThreads: number;
+  /** Most padded tokens (texts x longest text) in one batch. */
+  tokenBudget: number;
+  maxBatchSize: number;
+  /** Most texts waiting per priority (a request finds room whenever nothing of its priority waits). */
+  maxQueue: number;
 }
 
 /** Where a model download stands (DownloadModel is idempotent: call again to poll). */
@@ -184,6 +199,7 @@ export interface HealthReport {
   hardwareProfile: HardwareProfileName;
   executionProvider: string;
   defaultModel: string;
+  serving: ServingSettings;
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { EmbeddingCache } from "../cache/embedding-cache.js";
-import type { HealthReport } from "../domain/types.js";
+import type { HealthReport, ServingSettings } from "../domain/types.js";
 import type { HardwareProfile } from "../inference/hardware-profile.js";
 import type { InferencePool } from "../inference/pool.js";
 import type { ModelRegistry } from "../models/registry.js";
@@ -10,6 +10,8 @@ export interface HealthReporterDeps {
   registry: ModelRegistry;
   pool: InferencePool;
   profile: HardwareProfile;
+  /** The tier and engine settings in force, reported as they are. */
+  serving: ServingSettings;
   cudaAvailable: boolean;
   version: string;
   cache?: EmbeddingCache;
@@ -94,6 +96,7 @@ export function createHealthReporter(deps: HealthReporterDeps): HealthReporter {
         hardwareProfile: profile.name,
         executionProvider: profile.executionProviders[0],
         defaultModel: deps.registry.defaultModel()?.manifest.id ?? "",
+        serving: deps.serving,
       };
     },
   };

@@ -3,8 +3,8 @@ import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import type { CachedEmbedding, EmbeddingCache } from "../cache/embedding-cache.js";
 import { usesDefaultEmbeddingTypes } from "../domain/embed-request.js";
 import { EmbedderError } from "../domain/errors.js";
-import type { DimensionsPolicy, EmbedPlan, EmbedRequest, EmbedResult, EmbedStreamItem, EmbeddingType, RunInfo } from "../domain/types.js";
-import { resolveHardwareProfile, type HardwareProfile } from "../inference/hardware-profile.js";
+import type { DimensionsPolicy, EmbedPlan, EmbedRequest, EmbedResult, EmbedStreamItem, EmbeddingType, HardwareProfileName, RunInfo } from "../domain/types.js";
+import { answeredProfileName, resolveHardwareProfile, type HardwareProfile } from "../inference/hardware-profile.js";
 import type { InferencePool } from "../inference/pool.js";
 import type { ModelChoice, ModelRegistry } from "../models/registry.js";
 import { selectVariant, type VariantChoice } from "../models/select-variant.js";
@@ -60,6 +60,8 @@ interface ResolvedRun {
   plan: DimensionsPlan;
   variant: VariantChoice;
   profile: HardwareProfile;
+  /** The profile the answer names: the one asked for, or under `auto` the tier detected on this host. */
+  hardwareProfile: HardwareProfileName;
   runInfo(executionProvider: string): RunInfo;
 }
 
@@ -103,7 +105,7 @@ export function createLocalEngine(deps: LocalEngineDeps): LocalEngine {
         modelId: manifest.id, name: manifest.name, dimensions: plan.size, qualityScore: manifest.qualityScore ?? 0,
         sizeMb: choice.model.sizeMb, precision: variant.precision, provider: "local",
       };
-      return { choice, plan, variant, profile, runInfo: (executionProvider) => ({ ...base, executionProvider }) };
+      return { choice, plan, variant, profile, hardwareProfile: answeredProfileName(profile), runInfo: (executionProvider) => ({ ...base, executionProvider }) };
     } catch (error) {
       choice.release?.();
       throw error;
@@ -112,7 +114,7 @@ export function createLocalEngine(deps: LocalEngineDeps): LocalEngine {
 
   const run = async (resolved: ResolvedRun, request: EmbedRequest, signal?: AbortSignal, onItem?: (item: EmbedStreamItem) => void): Promise<EmbedResult> => {
     const started = performance.now();
-    const { choice: { model }, plan, variant, profile, runInfo } = resolved;
+    const { choice: { model }, plan, variant, profile, hardwareProfile, runInfo } = resolved;
     const { manifest, tokenizer } = model;
     batcher.checkRoom(request.texts.length, request.priority);
     const modelFile = `${model.dir}/${variant.file}`;
@@ -193,7 +195,7 @@ export function createLocalEngine(deps: LocalEngineDeps): LocalEngine {
       timings,
       promptTokens,
       truncatedInputs,
-      hardwareProfile: profile.name,
+      hardwareProfile,
       dimensionsPolicy: plan.policy,
     };
   };
@@ -210,7 +212,7 @@ export function createLocalEngine(deps: LocalEngineDeps): LocalEngine {
     async check(request) {
       const resolved = await resolve(request);
       resolved.choice.release?.();
-      return { run: resolved.runInfo(resolved.profile.executionProviders[0]), hardwareProfile: resolved.profile.name, dimensionsPolicy: resolved.plan.policy };
+      return { run: resolved.runInfo(resolved.profile.executionProviders[0]), hardwareProfile: resolved.hardwareProfile, dimensionsPolicy: resolved.plan.policy };
     },
     idle: () => batcher.idle(),
   };

@@ -1,10 +1,13 @@
 import { availableParallelism, totalmem } from "node:os";
 import { EmbedderError } from "../domain/errors.js";
-import type { HardwareProfileName } from "../domain/types.js";
+import type { HardwareProfileName, ServingSettings } from "../domain/types.js";
 import type { PrecisionPolicy } from "../models/select-variant.js";
 
 /** Tiers of the hardware table (docs/HARDWARE.md); seed aliases map onto them. */
-export type Tier = "minimal" | "low" | "medium" | "high" | "extreme";
+export type Tier = ServingSettings["tier"];
+
+/** Engine settings an operator may set over the tier's (`sutra serve --workers` and the like). */
+export type EngineSettingOverrides = Partial<Pick<HardwareProfile, "workers" | "intraOpThreads" | "tokenBudget" | "maxBatchSize">>;
 
 /** What a profile fixes for the engine. */
 export interface HardwareProfile {
@@ -61,23 +64,46 @@ export function tierOf(name: HardwareProfileName): Tier {
  * runs on CPU with the CPU precision policy. A server configured this way logs
  * the fallback and reports health degraded; a request that asks for such a
  * tier runs on CPU and only its own answer says so. Worker and thread counts
- * always fit this host's cores.
+ * fit this host's cores unless `overrides` (the operator's settings, each
+ * taken as given) set them.
  */
-export function resolveHardwareProfile(name: HardwareProfileName, options: { cuda: boolean; cudaAvailable: boolean }): HardwareProfile {
+export function resolveHardwareProfile(
+  name: HardwareProfileName,
+  options: { cuda: boolean; cudaAvailable: boolean; overrides?: EngineSettingOverrides },
+): HardwareProfile {
   const cores = availableParallelism();
   const tier = tierOf(name);
   const wantsCuda = options.cuda || tier === "extreme";
   const onCuda = wantsCuda && options.cudaAvailable;
-  const workers = tier === "minimal" ? 1 : Math.max(1, Math.min(cores, tier === "low" ? 2 : Math.ceil(cores / 2)));
+  const overrides = options.overrides ?? {};
+  const workers = overrides.workers ?? (tier === "minimal" ? 1 : Math.max(1, Math.min(cores, tier === "low" ? 2 : Math.ceil(cores / 2))));
   return {
     tier,
     name,
     workers,
-    intraOpThreads: Math.max(1, Math.floor(cores / workers)),
-    tokenBudget: TOKEN_BUDGET[tier],
-    maxBatchSize: tier === "minimal" ? 16 : 64,
+    intraOpThreads: overrides.intraOpThreads ?? Math.max(1, Math.floor(cores / workers)),
+    tokenBudget: overrides.tokenBudget ?? TOKEN_BUDGET[tier],
+    maxBatchSize: overrides.maxBatchSize ?? (tier === "minimal" ? 16 : 64),
     wantsCuda,
     executionProviders: onCuda ? ["cuda", "cpu"] : ["cpu"],
     precision: onCuda ? CUDA_PRECISION : CPU_PRECISION,
   };
+}
+
+/** What health, ListModels and the start-up log report of `profile`, with the queue bound in texts. */
+export function servingSettings(profile: HardwareProfile, maxQueue: number): ServingSettings {
+  return {
+    tier: profile.tier,
+    executionProvider: profile.executionProviders[0],
+    workers: profile.workers,
+    intraOpThreads: profile.intraOpThreads,
+    tokenBudget: profile.tokenBudget,
+    maxBatchSize: profile.maxBatchSize,
+    maxQueue,
+  };
+}
+
+/** The profile an answer names: the one asked for, or under `auto` the tier detected on this host. */
+export function answeredProfileName(profile: Pick<HardwareProfile, "name" | "tier">): HardwareProfileName {
+  return profile.name === "auto" ? profile.tier : profile.name;
 }

@@ -24,8 +24,8 @@ export interface JobServiceDeps {
   registry: Pick<ModelRegistry, "resolve">;
   logger: Logger;
   limits: JobLimits;
-  /** The batcher's limits: a job hands inference one batch's worth of chunks at a time. */
-  batching: { maxBatchSize: number; tokenBudget: number };
+  /** The batcher's limits: a job hands inference one batch's worth of chunks at a time, never more than the queue bound. */
+  batching: { maxBatchSize: number; tokenBudget: number; maxQueue: number };
   /** Jobs run at once (default 1); others wait queued, oldest first. */
   concurrency?: number;
   /** How often expired jobs are deleted, in ms (default: a tenth of the retention, between 1 s and 10 min). */

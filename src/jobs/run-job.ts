@@ -42,7 +42,7 @@ export async function runJob(deps: JobDeps, job: StoredJob, signal: AbortSignal)
       if (job.status === "running" || job.resumes > 0) logger.info({ job: job.id, resumes: job.resumes }, "document job resumed");
       else logger.info({ job: job.id, documents: job.documentCount }, "document job started");
       if (!(await chunkJobDocuments(deps, job.id, plan, signal))) return;
-      const groupSize = Math.max(1, Math.min(deps.batching.maxBatchSize, Math.floor(deps.batching.tokenBudget / plan.maxEmbeddedTokens)));
+      const groupSize = Math.max(1, Math.min(deps.batching.maxBatchSize, deps.batching.maxQueue, Math.floor(deps.batching.tokenBudget / plan.maxEmbeddedTokens)));
       if (!(await embedJobChunks(deps, job, groupSize, signal))) return;
       finishJob(deps, job.id, "completed");
       logger.info({ job: job.id }, "document job completed");

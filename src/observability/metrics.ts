@@ -23,6 +23,12 @@ export interface Metrics {
   stageSeconds: Histogram<"stage">;
   batchSize: Histogram;
   batchTokens: Histogram;
+  /** Tokens of inference batches by kind: `content` (the texts' own) and `padding` (added to reach the batch's longest). */
+  batchTokensTotal: Counter<"kind">;
+  /** Share of each batch's padded tokens that is padding. */
+  batchPaddingRatio: Histogram;
+  /** Records one inference batch: its size, padded tokens, and how much of them is padding. */
+  observeBatch(texts: number, contentTokens: number, paddedTokens: number): void;
   queueDepth: Gauge;
   requestsInFlight: Gauge;
   /** Sets where `sutra_queue_depth` reads the batcher's depth at scrape time. */
@@ -161,9 +167,45 @@ export function createMetrics(): Metrics {
     requestsEnded[status].inc();
     embeddingRequestSeconds.observe((performance.now() - started) / 1000);
   };
+  const batchSize = new Histogram({
+    name: "sutra_batch_size",
+    help: "Texts per inference batch",
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+    registers,
+  });
+  const batchTokens = new Histogram({
+    name: "sutra_batch_tokens",
+    help: "Padded tokens per inference batch",
+    buckets: [16, 64, 256, 1024, 4096, 16384, 65536],
+    registers,
+  });
+  const batchTokensTotal = new Counter({
+    name: "sutra_batch_tokens_total",
+    help: "Tokens of inference batches: the texts' own (content) and those added to reach each batch's longest text (padding)",
+    labelNames: ["kind"] as const,
+    registers,
+  });
+  const batchPaddingRatio = new Histogram({
+    name: "sutra_batch_padding_ratio",
+    help: "Share of an inference batch's padded tokens that is padding",
+    buckets: [0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75],
+    registers,
+  });
+  const batchTokenKinds = { content: batchTokensTotal.labels({ kind: "content" }), padding: batchTokensTotal.labels({ kind: "padding" }) };
   return {
     registry,
     stageSeconds,
+    batchSize,
+    batchTokens,
+    batchTokensTotal,
+    batchPaddingRatio,
+    observeBatch(texts, contentTokens, paddedTokens) {
+      batchSize.observe(texts);
+      batchTokens.observe(paddedTokens);
+      batchTokenKinds.content.inc(contentTokens);
+      batchTokenKinds.padding.inc(paddedTokens - contentTokens);
+      batchPaddingRatio.observe(paddedTokens > 0 ? (paddedTokens - contentTokens) / paddedTokens : 0);
+    },
     recordRequest(protocol, route, code, seconds) {
       requestCounts(protocol, route, code).inc();
       if (seconds !== undefined) requestDurations(protocol, route).observe(seconds);
@@ -198,18 +240,6 @@ export function createMetrics(): Metrics {
       stages.inference.observe(timings.inferenceMs / 1000);
       stages.total.observe(timings.totalMs / 1000);
     },
-    batchSize: new Histogram({
-      name: "sutra_batch_size",
-      help: "Texts per inference batch",
-      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
-      registers,
-    }),
-    batchTokens: new Histogram({
-      name: "sutra_batch_tokens",
-      help: "Padded tokens per inference batch",
-      buckets: [16, 64, 256, 1024, 4096, 16384, 65536],
-      registers,
-    }),
     queueDepth: new Gauge({
       name: "sutra_queue_depth",
       help: "Texts waiting for an inference batch",

@@ -160,6 +160,6 @@ export function createHuggingFaceTokenizer(
     modelType,
     encode: (text, encodeOptions) => encode(text, encodeOptions?.truncate),
     encodeBatch: (texts, encodeOptions) => texts.map((text) => encode(text, encodeOptions?.truncate)),
-    pad: (encodings) => padEncodings(encodings, paddingSide, padId),
+    pad: (encodings, alignment) => padEncodings(encodings, paddingSide, padId, alignment),
   };
 }

@@ -80,8 +80,8 @@ export interface Tokenizer {
   encode(text: string, options?: EncodeOptions): Encoding;
   /** `encode` for each text, in order. */
   encodeBatch(texts: readonly string[], options?: EncodeOptions): Encoding[];
-  /** Pads encodings to the longest one on `paddingSide`. */
-  pad(encodings: readonly Encoding[]): PaddedBatch;
+  /** Pads encodings to the longest one on `paddingSide`, that length rounded up to a multiple of `alignment` (default 1). */
+  pad(encodings: readonly Encoding[], alignment?: number): PaddedBatch;
 }
 
 /** Options of {@link Tokenizer} creation. */

@@ -95,6 +95,6 @@ export function createUseLiteUnigramTokenizer(
     modelType: USE_LITE_MODEL_TYPE,
     encode: (text, encodeOptions) => encode(text, encodeOptions?.truncate),
     encodeBatch: (texts, encodeOptions) => texts.map((text) => encode(text, encodeOptions?.truncate)),
-    pad: (encodings) => padEncodings(encodings, paddingSide, 0),
+    pad: (encodings, alignment) => padEncodings(encodings, paddingSide, 0, alignment),
   };
 }

@@ -7,6 +7,7 @@ import { EmbedderService } from "../../gen/sutra/embedder/v1/embedder_pb.js";
 import { encodeEmbedding, packSignBits } from "../../src/postprocess/encode-embedding.js";
 import { CRASHING_WORKER_MODULE, crashOneWorker } from "../support/crashing-worker.js";
 import { startRealService, type RunningService } from "../support/real-service.js";
+import { tierOf } from "../../src/inference/hardware-profile.js";
 
 const postJson = async (baseUrl: string, body: unknown, signal?: AbortSignal) => {
   const response = await fetch(`${baseUrl}/v1/embeddings`, {
@@ -159,6 +160,31 @@ describe("CUDA configured on a host without it", () => {
       const fallbackLines = lines.filter((line) => /CUDA/.test(line) && /fall|CPU/i.test(line));
       expect(fallbackLines.length).toBeGreaterThanOrEqual(1);
       expect(fallbackLines.length).toBeLessThanOrEqual(2);
+    } finally {
+      await running.stop();
+    }
+  });
+});
+
+describe("the tier and settings in force", () => {
+  it("are reported by health, ListModels, GetModel and every answer; operator settings replace the tier's", async () => {
+    const running = await startRealService({ workers: 1, intraOpThreads: 2, tokenBudget: 4096, maxBatchSize: 16, maxQueue: 100 });
+    try {
+      const tier = tierOf("auto");
+      const expected = { tier, execution_provider: "cpu", workers: 1, intra_op_threads: 2, token_budget: 4096, max_batch_size: 16, max_queue: 100 };
+      const report = await health(running.baseUrl);
+      expect(report.hardware_profile).toBe("auto");
+      expect(report.serving).toEqual(expected);
+      const listed = (await (await fetch(`${running.baseUrl}/v1/models`)).json()) as { models: Array<Record<string, any>> };
+      expect(listed.models.length).toBeGreaterThan(0);
+      for (const model of listed.models) expect(model.serving).toEqual(expected);
+      const client = createClient(EmbedderService, createGrpcTransport({ baseUrl: running.baseUrl }));
+      expect((await client.getModel({ modelId: "universal-sentence-encoder-lite" })).model?.serving?.maxBatchSize).toBe(16);
+      const answer = await postJson(running.baseUrl, { texts: ["which tier?"] });
+      expect(answer.body.metadata.hardware_profile).toBe(tier);
+      const asked = await postJson(running.baseUrl, { texts: ["which tier?"], config: { hardware_profile: "desktop" } });
+      expect(asked.body.metadata.hardware_profile).toBe("desktop");
+      expect(asked.body.embeddings[0]).toEqual(answer.body.embeddings[0]);
     } finally {
       await running.stop();
     }

@@ -163,6 +163,7 @@ export function createFakeEmbedder(): FakeEmbedder {
         uptimeSeconds: 42,
         hardwareProfile: "medium",
         executionProvider: "cpu",
+        serving: { tier: "medium", executionProvider: "cpu", workers: 2, intraOpThreads: 1, tokenBudget: 16384, maxBatchSize: 64, maxQueue: 8192 },
         defaultModel: FAKE_MODEL_ID,
       };
     },

@@ -78,6 +78,30 @@ describe("batcher", () => {
     expect((await accepted).vectors).toHaveLength(3);
   });
 
+  it("takes a request larger than the bound when nothing of its priority waits, and refuses others while it waits", async () => {
+    const runner = controlledRunner();
+    const batcher = createBatcher({ run: runner.run, maxInFlight: 1, maxBatchSize: 4, tokenBudget: 1000, maxQueue: 3 });
+    const large = batcher.submit(Array.from({ length: 10 }, () => item(1)), { context: "large" });
+    await flush();
+    expect(batcher.queueDepth()).toBe(6);
+    expect(() => batcher.checkRoom(1)).toThrow(expect.objectContaining({ reason: "OVERLOADED", retryAfterMs: 1000 }));
+    await expect(batcher.submit([item(1)], { context: "small" })).rejects.toMatchObject({ reason: "OVERLOADED" });
+    expect(() => batcher.checkRoom(50, "background")).not.toThrow();
+    for (let round = 0; round < 3; round++) {
+      runner.batches[round].release();
+      await flush();
+    }
+    expect((await large).vectors).toHaveLength(10);
+    expect(batcher.queueDepth()).toBe(0);
+    const next = batcher.submit(Array.from({ length: 5 }, () => item(1)), { context: "next" });
+    await flush();
+    for (let round = 3; round < 5; round++) {
+      runner.batches[round].release();
+      await flush();
+    }
+    expect((await next).vectors).toHaveLength(5);
+  });
+
   it("drops a cancelled request's waiting items without running them", async () => {
     const runner = controlledRunner();
     let dropped = 0;
@@ -131,7 +155,7 @@ describe("batcher", () => {
     const batcher = createBatcher({ run: runner.run, maxInFlight: 1, maxBatchSize: 2, tokenBudget: 10_000, maxQueue: 100 });
     const told: Array<[number, number]> = [];
     let settled = false;
-    const streaming = batcher.submit([item(4), item(4), item(9)], {
+    const streaming = batcher.submit([item(40), item(40), item(9)], {
       context: "s",
       batchSizeCap: 2,
       onItem: (slot, vector) => told.push([slot, vector[0]]),
@@ -140,11 +164,11 @@ describe("batcher", () => {
     await flush();
     runner.batches[0].release();
     await flush();
-    expect(told).toEqual([[0, 4], [1, 4]]);
+    expect(told).toEqual([[0, 40], [1, 40]]);
     expect(settled).toBe(false);
     runner.batches[1].release();
     const result = await streaming;
-    expect(told).toEqual([[0, 4], [1, 4], [2, 9]]);
+    expect(told).toEqual([[0, 40], [1, 40], [2, 9]]);
     expect(result.vectors).toEqual([]);
   });
 

@@ -87,7 +87,7 @@ function service(store: JobStore, embedder: Embedder, overrides: { maxBatchSize?
     registry: { resolve: async () => ({ model, preset: "custom" as never }) },
     logger: pino({ level: "silent" }),
     limits: { maxDocuments: 100, maxBytes: 1_000_000, maxActivePerPrincipal: 5, retentionMs: 60_000 },
-    batching: { maxBatchSize: overrides.maxBatchSize ?? 4, tokenBudget: 1_000_000 },
+    batching: { maxBatchSize: overrides.maxBatchSize ?? 4, tokenBudget: 1_000_000, maxQueue: 8192 },
   });
 }
 
