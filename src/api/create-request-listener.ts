@@ -1,4 +1,5 @@
 import http2 from "node:http2";
+import { performance } from "node:perf_hooks";
 import { isMessage } from "@bufbuild/protobuf";
 import type { DescMethod, Message } from "@bufbuild/protobuf";
 import { createServiceImplSpec } from "@connectrpc/connect";
@@ -34,10 +35,11 @@ import { createHealthService } from "./create-health-service.js";
 import { createHttpHandler } from "./create-http-handler.js";
 import { createOpenAiDialect } from "./openai/create-openai-dialect.js";
 import { createReflectionServices } from "./create-reflection-services.js";
-import type { NodeRequestListener } from "./node-types.js";
+import type { NodeRequest, NodeRequestListener, NodeResponse } from "./node-types.js";
 import { REQUEST_ID_HEADER, resolveRequestId } from "./request-context.js";
 import { createEarlyGrpcAdmission } from "./refuse-grpc-early.js";
 import { createRestHandler } from "./rest/create-rest-handler.js";
+import { writeRestError } from "./rest/write-rest-error.js";
 import { createAccessInterceptor, createFailureInterceptor, createMetricsInterceptor } from "./rpc-interceptors.js";
 import { createProviderRoutes, type ProviderAdmin } from "./provider-routes.js";
 import { createMetricsRoutes, createSeedRoutes } from "./seed-routes.js";
@@ -71,6 +73,9 @@ export interface RequestListenerOptions {
   /** Document jobs; absent = the job rpcs answer NOT_IMPLEMENTED. */
   jobs?: JobService;
 }
+
+/** REST paths whose requests queue texts for inference (GenerateEmbeddings, its stream, the OpenAI dialect). */
+const QUEUEING_REST_PATHS = new Set(["/v1/embeddings", "/v1/embeddings/stream"]);
 
 /** Every service the server answers for, as reflection lists them. */
 export const SERVED_SERVICES = [
@@ -153,6 +158,26 @@ export function createRequestListener(options: RequestListenerOptions): NodeRequ
     logger: options.logger,
     maxBodyBytes: options.limits.maxBodyBytes,
   });
+  /**
+   * A REST embedding request is admitted before anything else is done with it (Embedder.reserve):
+   * under a burst on a full queue, the refusal costs no body read, no parsing and no access
+   * check, so it comes at once. An admitted request holds its place until its body is read.
+   */
+  const refusedEarly = (request: NodeRequest, response: NodeResponse, requestId: string): boolean => {
+    if (request.method !== "POST" || !QUEUEING_REST_PATHS.has(request.url ?? "")) return false;
+    const admission = options.embedder.reserve?.();
+    if (admission === undefined) return false;
+    if ("release" in admission) {
+      request.once("end", admission.release);
+      response.once("close", admission.release);
+      return false;
+    }
+    const started = performance.now();
+    response.once("close", () => options.metrics.recordRequest("http", `POST ${request.url}`, String(response.statusCode), (performance.now() - started) / 1000));
+    request.resume();
+    writeRestError(response, admission.refused, requestId);
+    return true;
+  };
   const early = createEarlyGrpcAdmission({
     procedures: new Set([EmbedderService, Health, ServerReflectionV1, ServerReflectionV1alpha].flatMap((service) => service.methods.map((method) => `${service.typeName}/${method.name}`))),
     access: options.access,
@@ -166,6 +191,7 @@ export function createRequestListener(options: RequestListenerOptions): NodeRequ
     const requestId = resolveRequestId(request.headers[REQUEST_ID_HEADER]);
     response.setHeader(REQUEST_ID_HEADER, requestId);
     if (options.cors(request, response)) return;
+    if (refusedEarly(request, response, requestId)) return;
     // connect-node cannot take a request without a valid authority (it throws); the HTTP side refuses it.
     if (requestHostName(request) === undefined) {
       void http(request, response, requestId);

@@ -98,8 +98,9 @@ export interface Batcher<Item extends BatchItem, Context> {
    * Throws OVERLOADED when `count` more items of `priority` would exceed the queue bound now
    * while items of that priority wait (an empty queue takes a request of any size); callers
    * check before costly work (tokenization) so a refusal comes at once. `submit` checks again.
+   * `pending` counts items on their way that are not queued yet (as if they were).
    */
-  checkRoom(count: number, priority?: BatchPriority): void;
+  checkRoom(count: number, priority?: BatchPriority, pending?: number): void;
   /** Items waiting now (both priorities). */
   queueDepth(): number;
   /** Resolves once nothing waits or runs (for draining). */
@@ -227,14 +228,14 @@ export function createBatcher<Item extends BatchItem, Context>(options: BatcherO
     }
   };
 
-  const checkRoom = (count: number, priority?: BatchPriority): void => {
-    const queued = priority === "background" ? backgroundQueued : queue.length - backgroundQueued;
-    if (queued > 0 && queued + count > options.maxQueue) {
-      throw new EmbedderError("OVERLOADED", "the server is at capacity; retry shortly", {
-        retryAfterMs: 1000,
-        details: { queued, limit: options.maxQueue },
-      });
-    }
+  const queuedOf = (priority?: BatchPriority): number => (priority === "background" ? backgroundQueued : queue.length - backgroundQueued);
+  const overloaded = (queued: number) => new EmbedderError("OVERLOADED", "the server is at capacity; retry shortly", {
+    retryAfterMs: 1000,
+    details: { queued, limit: options.maxQueue },
+  });
+  const checkRoom = (count: number, priority?: BatchPriority, pending = 0): void => {
+    const queued = queuedOf(priority) + pending;
+    if (queued > 0 && queued + count > options.maxQueue) throw overloaded(queued);
   };
 
   return {

@@ -127,6 +127,9 @@ export interface EmbedResult {
 /** Health states: `healthy`; `degraded` (still serving, something is off); `unhealthy` (not serving). See docs/ARCHITECTURE.md, "Health". */
 export type HealthState = "healthy" | "degraded" | "unhealthy";
 
+/** What `Embedder.reserve` answers: the refusal, or the release of the place it holds. */
+export type EarlyAdmission = { refused: EmbedderError } | { release(): void };
+
 /** A model as ListModels shows it. */
 export interface ModelDescription {
   id: string;
@@ -247,6 +250,15 @@ export interface Embedder {
    * dimensions are resolved. Rejects with the error `embed` would give.
    */
   check(request: EmbedRequest): Promise<EmbedPlan>;
+  /**
+   * Admits an online embedding request before its body is read, so that a burst is refused at
+   * once instead of after every body was read and parsed: OVERLOADED when the local queue,
+   * counting each request admitted this way and not yet released as one text, has no room (or
+   * the concurrency limit is reached); else a `release` to call once the body is read (the
+   * request's own texts are then counted as it queues them) or the request ended, whichever
+   * comes first. The request still runs through `embed` and its checks. Absent: no early refusal.
+   */
+  reserve?(): EarlyAdmission;
   listModels(filter: { dimensions?: number; hardwareProfile?: HardwareProfileName }): Promise<ModelDescription[]>;
   /**
    * One model by id or alias (UNKNOWN_MODEL otherwise). Absent on embedders without

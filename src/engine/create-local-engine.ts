@@ -49,6 +49,8 @@ export interface LocalEngine {
   check(request: EmbedRequest): Promise<EmbedPlan>;
   /** Resolves once no batch waits or runs (a cancelled caller's batch may still run in a worker). */
   idle(): Promise<void>;
+  /** Throws OVERLOADED when an online request of `count` texts would find no queue room now, `pending` more texts counted as queued. */
+  checkRoom(count: number, pending: number): void;
 }
 
 /** Texts tokenized between yields to the event loop, so a 2,048-text request does not stall other clients. */
@@ -215,5 +217,6 @@ export function createLocalEngine(deps: LocalEngineDeps): LocalEngine {
       return { run: resolved.runInfo(resolved.profile.executionProviders[0]), hardwareProfile: resolved.hardwareProfile, dimensionsPolicy: resolved.plan.policy };
     },
     idle: () => batcher.idle(),
+    checkRoom: (count, pending) => batcher.checkRoom(count, "online", pending),
   };
 }

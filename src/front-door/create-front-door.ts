@@ -17,7 +17,7 @@ export type ModelCatalog = Pick<Embedder, "listModels" | "getModel" | "downloadM
 
 /** What the front door needs. */
 export interface FrontDoorDeps {
-  engine: Pick<LocalEngine, "embed" | "check" | "idle">;
+  engine: Pick<LocalEngine, "embed" | "check" | "idle" | "checkRoom">;
   models: ModelCatalog;
   health: Pick<HealthReporter, "record" | "report">;
   /** The server's hardware tier (reported by answers from upstream providers). */
@@ -60,12 +60,24 @@ export function createFrontDoor(deps: FrontDoorDeps): FrontDoor {
   const { engine, metrics, failures } = deps;
   const accessLog = createAccessLog(deps.logger);
   const inFlight = { online: 0, background: 0 };
+  /** Online requests admitted early (`reserve`) whose body is still being read: counted as one queued text each. */
+  let reservations = 0;
   let shuttingDown = false;
   let drainWaiters: Array<() => void> = [];
   metrics.observeRequestsInFlight(() => inFlight.online + inFlight.background);
 
   const refuseWhileShuttingDown = (): void => {
     if (shuttingDown) throw new EmbedderError("SHUTTING_DOWN", "the server is shutting down", { retryAfterMs: RETRY_AFTER_MS });
+  };
+
+  /** OVERLOADED while `maxConcurrency` online requests are in flight, `pending` more counted as if they were. */
+  const concurrencyRefusal = (pending = 0): EmbedderError | undefined => {
+    const { maxConcurrency } = deps.limits;
+    if (maxConcurrency === 0 || inFlight.online + pending < maxConcurrency) return undefined;
+    return new EmbedderError("OVERLOADED", `the server is at its limit of ${maxConcurrency} concurrent requests`, {
+      details: { limit: maxConcurrency },
+      retryAfterMs: RETRY_AFTER_MS,
+    });
   };
 
   /** Where a request goes: the local engine (with the model the route names) or an upstream provider. */
@@ -101,13 +113,8 @@ export function createFrontDoor(deps: FrontDoorDeps): FrontDoor {
     try {
       validateEmbedRequest(request, deps.limits);
       refuseWhileShuttingDown();
-      const { maxConcurrency } = deps.limits;
-      if (priority === "online" && maxConcurrency > 0 && inFlight.online >= maxConcurrency) {
-        throw new EmbedderError("OVERLOADED", `the server is at its limit of ${maxConcurrency} concurrent requests`, {
-          details: { limit: maxConcurrency },
-          retryAfterMs: RETRY_AFTER_MS,
-        });
-      }
+      const atLimit = priority === "online" ? concurrencyRefusal() : undefined;
+      if (atLimit !== undefined) throw atLimit;
     } catch (error) {
       failures(error);
       throw error;
@@ -161,6 +168,27 @@ export function createFrontDoor(deps: FrontDoorDeps): FrontDoor {
         failures(error);
         throw error;
       }
+    },
+    reserve() {
+      // During a drain the request's own run answers SHUTTING_DOWN; with providers configured it may route upstream.
+      if (shuttingDown || deps.providers !== undefined) return { release: () => undefined };
+      try {
+        const atLimit = concurrencyRefusal(reservations);
+        if (atLimit !== undefined) throw atLimit;
+        engine.checkRoom(1, reservations);
+      } catch (error) {
+        failures(error);
+        return { refused: EmbedderError.from(error) };
+      }
+      reservations++;
+      let released = false;
+      return {
+        release() {
+          if (released) return;
+          released = true;
+          reservations--;
+        },
+      };
     },
     health: () => deps.health.report(shuttingDown),
     listModels: (filter) => deps.models.listModels(filter),

@@ -239,6 +239,7 @@ export function frontDoorOver(fake: Embedder, options: { maxInputs: number; metr
       },
       check: (request) => fake.check(request),
       idle: async () => undefined,
+      checkRoom: () => undefined,
     },
     models: fake,
     health: { record: () => undefined, report: () => fake.health() },
