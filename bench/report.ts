@@ -5,6 +5,7 @@
  * transformers.js peer of issue 6.
  */
 import type { FloodResult } from "./flood.js";
+import type { OverloadFloodResult } from "./overload-flood.js";
 import type { SoakResult } from "./soak.js";
 import type { Corpus, CorpusName } from "./corpora.js";
 import type { LimitResult, LimitSetting } from "./inference-limit.js";
@@ -59,6 +60,7 @@ export interface BenchResults {
   /** The transformers.js comparison of issue 6, when its phase ran. */
   peer?: PeerResult;
   flood?: FloodResult;
+  overload?: OverloadFloodResult;
   soak?: SoakResult;
 }
 

@@ -11,12 +11,15 @@
  * 4. `service`: the real service in a child process (bench/service-server.ts) over gRPC,
  *    Connect JSON and REST, short texts 1 per request and passages 32 per request, at
  *    each concurrency: throughput, latency, the server's event-loop delay and CPU time.
- * 5. `peer`: transformers.js against the service on a MiniLM-shaped model
- *    (bench/peer-transformers-js.ts, issue 6); runs once the other servers stopped.
+ * 5. `peer`: transformers.js against the service over REST, and the service against raw
+ *    onnxruntime-node, at fp32 and int8 on a MiniLM-shaped model and mixed-length texts
+ *    (bench/peer-transformers-js.ts, issues 6 and 15); runs once the other servers stopped.
  * 6. `flood`: unauthenticated HTTP/2 stream opens and an unread WebSocket client
  *    sending large pings against the service with API-key auth; a bystander's
  *    health calls during the flood and the server's heap before and after (bench/flood.ts).
- * 7. `soak` (only when named in `--phases`): minutes of steady mixed-transport load,
+ * 7. `overload`: SUTRA_MAX_QUEUE=8 and 300 concurrent 32-text REST requests from another
+ *    process: who is served, who is refused OVERLOADED and how fast (bench/overload-flood.ts).
+ * 8. `soak` (only when named in `--phases`): minutes of steady mixed-transport load,
  *    the server's RSS after each slice (bench/soak.ts).
  *
  * Phases 1 and 2 run first. Phases 3 and 4 run in rounds (`--runs`, default 3): each
@@ -27,7 +30,7 @@
  * of 32 and 64); later rounds measure the best one again.
  *
  * Options: `--quick` (one round of 1-second runs, shorter limits, a smaller flood),
- * `--phases model,reference,limits,service,peer,flood,soak` (default: all but soak),
+ * `--phases model,reference,limits,service,peer,flood,overload,soak` (default: all but soak),
  * `--transports grpc,connect-json,rest`, `--workloads short,passages`, `--concurrency 1,8,64`,
  * `--runs N` (rounds), `--duration S` (seconds a run keeps sending), `--limit-seconds S` (per A setting),
  * `--precision-runs N`, `--reference-runs N`, `--reference-batches N`,
@@ -46,6 +49,7 @@ import { loadBenchModel } from "./default-model.js";
 import { measureInferenceLimit, measureLimitSetting, type LimitSetting } from "./inference-limit.js";
 import { TRANSPORTS, type TransportName } from "./load-clients.js";
 import { formatFloodReport, runFlood } from "./flood.js";
+import { formatOverloadFlood, OVERLOAD_FLOOD_DEFAULTS, runOverloadFlood } from "./overload-flood.js";
 import { measureModelPrecision } from "./model-precision.js";
 import { runPeerComparison } from "./peer-transformers-js.js";
 import { runReference } from "./reference.js";
@@ -55,7 +59,7 @@ import { createLoadTarget, summarizeRuns, WORKLOADS, type CellKey, type CellRun,
 import { formatSoakReport, runSoak } from "./soak.js";
 import { setThreadNiceness } from "../src/inference/thread-niceness.js";
 
-const PHASES = ["model", "reference", "limits", "service", "peer", "flood", "soak"] as const;
+const PHASES = ["model", "reference", "limits", "service", "peer", "flood", "overload", "soak"] as const;
 type Phase = (typeof PHASES)[number];
 /** Phases run when `--phases` is not given: the soak takes minutes and runs only when asked for. */
 const DEFAULT_PHASES: readonly Phase[] = PHASES.filter((phase) => phase !== "soak");
@@ -288,6 +292,11 @@ if (phases.has("flood")) {
   });
   results.flood = flood;
   extraSections.push(formatFloodReport(flood));
+}
+if (phases.has("overload")) {
+  const overload = await runOverloadFlood({ ...OVERLOAD_FLOOD_DEFAULTS, cpuProfileDir: values["cpu-prof"], progress });
+  results.overload = overload;
+  extraSections.push(formatOverloadFlood(overload));
 }
 if (phases.has("soak")) {
   const minutes = numberOption("soak-minutes", 10, 1);
