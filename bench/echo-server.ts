@@ -15,6 +15,14 @@
  *   the request body as the service would.
  * `--stack connect`: a connect-node router on `http2.createServer` and
  * `http.createServer` instead (what E was before), to show the framework's cost.
+ *
+ * `--payload refuse` (bare stack only): the baseline of the overload flood
+ * (bench/overload-flood.ts). The node:http handler answers every REST
+ * `POST /v1/embeddings` at once with the service's refusal, 429 OVERLOADED with
+ * `Retry-After: 1` and the error envelope the service sends (a constant
+ * string), draining the request body unread (`request.resume()`, no parsing);
+ * `GET /v1/health` answers 200 `{}`, as the flood client opens its connections
+ * with health calls. Its other routes answer as with `--payload embedding`.
  */
 import http from "node:http";
 import http2 from "node:http2";
@@ -30,8 +38,10 @@ import { serveBenchProtocol } from "./server-process.js";
 
 const DIMENSIONS = 512;
 const { values: options } = parseArgs({ options: { payload: { type: "string", default: "embedding" }, stack: { type: "string", default: "bare" } } });
-if (options.payload !== "small" && options.payload !== "embedding") throw new Error(`--payload: expected small or embedding, got "${options.payload}"`);
+if (options.payload !== "small" && options.payload !== "embedding" && options.payload !== "refuse") throw new Error(`--payload: expected small, embedding or refuse, got "${options.payload}"`);
 if (options.stack !== "bare" && options.stack !== "connect") throw new Error(`--stack: expected bare or connect, got "${options.stack}"`);
+if (options.payload === "refuse" && options.stack !== "bare") throw new Error("--payload refuse: only with --stack bare");
+const refuse = options.payload === "refuse";
 const values = options.payload === "small" ? [] : Array.from({ length: DIMENSIONS }, (_, index) => Math.sin(index + 1) / Math.sqrt(DIMENSIONS / 2));
 
 const canned = create(GenerateEmbeddingsResponseSchema, {
@@ -51,6 +61,22 @@ const canned = create(GenerateEmbeddingsResponseSchema, {
 });
 const cannedRestJson = messageToRestJson(GenerateEmbeddingsResponseSchema, canned);
 const GENERATE_PATH = `/${EmbedderService.typeName}/${EmbedderService.method.generateEmbeddings.name}`;
+
+/**
+ * The body of the service's REST refusal when its queue is full (`restErrorEnvelope` of
+ * src/api/rest/write-rest-error.ts for the batcher's OVERLOADED), fixed: `--payload refuse` sends it.
+ */
+const OVERLOADED_BODY = JSON.stringify({
+  error: {
+    code: "OVERLOADED",
+    message: "the server is at capacity; retry shortly",
+    type: "rate_limit_error",
+    param: null,
+    details: { queued: 8, limit: 8 },
+    request_id: "00000000-0000-4000-8000-000000000000",
+  },
+});
+const HEALTH_BODY = "{}";
 
 /** Reads a whole request body. */
 function readBody(request: http.IncomingMessage): Promise<Buffer> {
@@ -91,6 +117,17 @@ async function startBare(): Promise<{ urls: { http2: string; http1: string }; st
     grpcServer.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))),
   );
   const http1Server = http.createServer({ keepAlive: true }, async (request, response) => {
+    if (refuse && request.method === "POST" && request.url === "/v1/embeddings") {
+      request.resume();
+      response.writeHead(429, { "content-type": "application/json", "retry-after": "1", "content-length": Buffer.byteLength(OVERLOADED_BODY) });
+      response.end(OVERLOADED_BODY);
+      return;
+    }
+    if (refuse && request.method === "GET" && request.url === "/v1/health") {
+      request.resume();
+      answerJson(response, HEALTH_BODY);
+      return;
+    }
     const body = await readBody(request);
     if (request.method === "POST" && request.url === "/v1/embeddings") {
       JSON.parse(body.toString("utf8"));

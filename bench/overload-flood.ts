@@ -7,6 +7,14 @@
  * from the client. Before the burst the client sends one 32-text request on the idle server, which a
  * bound of 8 must still admit (nothing waits), and which warms the model.
  *
+ * Baseline: after the service has stopped, the same client code (a fresh client process, the same
+ * 300 requests of the same texts, one connection each, opened beforehand with health calls) floods
+ * a bare `node:http` server (bench/echo-server.ts `--payload refuse`) that answers every request at
+ * once with the service's 429 OVERLOADED, without reading the body. No server can refuse faster than
+ * that through this client on this machine, so its refusal latency is the floor the service's is
+ * read against (as the service benchmarks read theirs against a bare "E" server); the client skips
+ * the idle request there. The baseline is reported beside the targets, which it does not change.
+ *
  * Targets: every request answered within 30 s (no hang), at least one served with 32 vectors of the
  * model's size, every other one refused with 429 OVERLOADED and a `Retry-After` header, refusals at
  * p95 <= 50 ms from the client, no other error. Prints the markdown section of
@@ -93,6 +101,8 @@ export interface OverloadFloodResult {
   everyServedAnswerComplete: boolean;
   /** The service's own measurements during the burst (event-loop delay, CPU, inference batches). */
   server: ServerPhaseStats;
+  /** The same burst from the same client against a bare node:http server refusing every request at once (the floor). */
+  bare: { refusalMs: LatencySummary; refused: number };
   /** The targets missed, in words; empty when every target is met. */
   misses: string[];
 }
@@ -104,14 +114,17 @@ interface ClientPlan {
   textsPerRequest: number;
   dimensions: number;
   answerTimeoutMs: number;
+  /** Send the idle request before opening the burst's connections (false for the bare baseline, which serves nothing). */
+  idleRequest: boolean;
 }
 
 type ParentMessage = ({ type: "prepare" } & ClientPlan) | { type: "flood" };
 type ClientMessage =
-  | { type: "prepared"; idle: RequestOutcome }
+  | { type: "prepared"; idle?: RequestOutcome }
   | { type: "flooded"; outcomes: RequestOutcome[]; connections: number; elapsedMs: number };
 
 const SERVICE_SERVER = new URL("./service-server.ts", import.meta.url);
+const ECHO_SERVER = new URL("./echo-server.ts", import.meta.url);
 
 /**
  * The texts of request `request` (0 = the idle request): each a query of the corpus followed by a
@@ -198,7 +211,7 @@ async function sendRequest(agent: http.Agent, plan: ClientPlan, body: string, so
 }
 
 /**
- * The client process: on "prepare" it sends the idle request and opens one keep-alive connection
+ * The client process: on "prepare" it sends the idle request (when the plan asks for it) and opens one keep-alive connection
  * per burst request (concurrent health calls); on "flood" it sends the whole burst at once, reports
  * every outcome and exits.
  */
@@ -211,14 +224,14 @@ function runClient(): void {
       plan = message;
       agent = new http.Agent({ keepAlive: true, maxSockets: plan.requests, maxFreeSockets: plan.requests });
       const texts = createRequestTexts(plan.textsPerRequest);
-      const idle = await sendRequest(agent, plan, JSON.stringify({ texts: texts(0) }), new Set());
+      const idle = plan.idleRequest ? await sendRequest(agent, plan, JSON.stringify({ texts: texts(0) }), new Set()) : undefined;
       const health = new URL("/v1/health", plan.url);
       const connected = Array.from({ length: plan.requests }, () =>
         new Promise<void>((resolve, reject) => {
           http.get(health, { agent }, (response) => response.resume().on("end", resolve)).on("error", reject);
         }));
       await Promise.all(connected);
-      send({ type: "prepared", idle });
+      send({ type: "prepared", ...(idle ? { idle } : {}) });
     } else if (message.type === "flood" && plan && agent) {
       const [flood, floodAgent] = [plan, agent];
       const texts = createRequestTexts(flood.textsPerRequest);
@@ -287,63 +300,114 @@ function findMisses(result: Omit<OverloadFloodResult, "misses">): string[] {
   return misses;
 }
 
+/** What one client process saw of one burst. */
+interface BurstOutcome {
+  idle?: RequestOutcome;
+  outcomes: RequestOutcome[];
+  connections: number;
+  elapsedMs: number;
+}
+
+/**
+ * Forks a client process, has it prepare against `url` (the idle request when `idleRequest`, then
+ * one connection per request), awaits `afterPrepare` with the idle outcome, sends the burst and resolves with what the
+ * client saw. The client has exited or is killed before it resolves or rejects.
+ */
+async function runClientBurst(
+  plan: Omit<ClientPlan, "url" | "idleRequest">,
+  url: string,
+  idleRequest: boolean,
+  afterPrepare: (idle: RequestOutcome | undefined) => Promise<void>,
+): Promise<BurstOutcome> {
+  const client = fork(new URL(import.meta.url), ["--client"], { execArgv: ["--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  try {
+    const prepared = nextMessage(client, "prepared");
+    client.send({ type: "prepare", ...plan, url, idleRequest } satisfies ParentMessage);
+    const { idle } = await prepared;
+    await afterPrepare(idle);
+    const flooded = nextMessage(client, "flooded");
+    client.send({ type: "flood" } satisfies ParentMessage);
+    const { outcomes, connections, elapsedMs } = await flooded;
+    return { idle, outcomes, connections, elapsedMs };
+  } finally {
+    if (client.exitCode === null) client.kill();
+  }
+}
+
+const outcomesOf = (outcomes: RequestOutcome[], kind: RequestOutcome["kind"]) => outcomes.filter((outcome) => outcome.kind === kind);
+
 /**
  * Runs the burst against a fresh service child process with `SUTRA_MAX_QUEUE=options.maxQueue`
- * and the cache off, from a client child process, and measures it. Stops both processes before
- * it resolves or rejects.
+ * and the cache off, from a client child process, and measures it; then, the service stopped, the
+ * same burst from a fresh client process against a bare echo server refusing every request
+ * (bench/echo-server.ts `--payload refuse`). Stops every process before it resolves or rejects.
  */
 export async function runOverloadFlood(options: OverloadFloodOptions): Promise<OverloadFloodResult> {
   const { progress, cpuProfileDir, ...plan } = options;
   const { manifest } = await loadBenchModel();
+  const clientPlan = {
+    requests: plan.requests,
+    textsPerRequest: plan.textsPerRequest,
+    dimensions: manifest.dimensions,
+    answerTimeoutMs: OVERLOAD_FLOOD_TARGETS.answerTimeoutMs,
+  };
   const server = await startBoundedService(plan.maxQueue, cpuProfileDir);
-  const client = fork(new URL(import.meta.url), ["--client"], { execArgv: ["--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  let burst: BurstOutcome;
+  let serverStats: ServerPhaseStats;
   try {
-    const prepared = nextMessage(client, "prepared");
-    client.send({
-      type: "prepare",
-      url: server.urls.http1,
-      requests: plan.requests,
-      textsPerRequest: plan.textsPerRequest,
-      dimensions: manifest.dimensions,
-      answerTimeoutMs: OVERLOAD_FLOOD_TARGETS.answerTimeoutMs,
-    } satisfies ParentMessage);
-    const { idle } = await prepared;
-    progress(`overload flood: idle ${plan.textsPerRequest}-text request ${idle.kind} in ${idle.ms.toFixed(0)} ms; ${plan.requests} connections open`);
-    await server.beginPhase();
-    const flooded = nextMessage(client, "flooded");
-    client.send({ type: "flood" } satisfies ParentMessage);
-    const { outcomes, connections, elapsedMs } = await flooded;
-    const serverStats = await server.endPhase();
-    const of = (kind: RequestOutcome["kind"]) => outcomes.filter((outcome) => outcome.kind === kind);
-    const refused = of("refused");
-    const served = of("served");
-    const others = of("other");
-    const retryAfters = refused.flatMap((outcome) => (outcome.retryAfterSeconds === undefined ? [] : [outcome.retryAfterSeconds]));
-    const measured: Omit<OverloadFloodResult, "misses"> = {
-      options: plan,
-      dimensions: manifest.dimensions,
-      idle,
-      connections,
-      elapsedMs,
-      served: served.length,
-      refused: refused.length,
-      otherErrors: others.length,
-      ...(others.length > 0 ? { firstOtherError: others[0].detail } : {}),
-      hangs: of("hang").length,
-      refusalMs: summarize(refused.map((outcome) => outcome.ms)),
-      servedMs: summarize(served.map((outcome) => outcome.ms)),
-      retryAfterSeconds: retryAfters.length > 0 ? { min: Math.min(...retryAfters), max: Math.max(...retryAfters) } : { min: Number.NaN, max: Number.NaN },
-      everyRefusalHadRetryAfter: retryAfters.length === refused.length,
-      everyServedAnswerComplete: served.every((outcome) => outcome.complete),
-      server: serverStats,
-    };
-    const result = { ...measured, misses: findMisses(measured) };
-    progress(`overload flood: ${result.served} served, ${result.refused} refused, ${result.otherErrors} other errors, ${result.hangs} hangs`);
-    return result;
+    burst = await runClientBurst(clientPlan, server.urls.http1, true, async (idle) => {
+      progress(`overload flood: idle ${plan.textsPerRequest}-text request ${idle?.kind} in ${idle?.ms.toFixed(0)} ms; ${plan.requests} connections open`);
+      await server.beginPhase();
+    });
+    serverStats = await server.endPhase();
   } finally {
-    if (client.exitCode === null) client.kill();
     await server.stop();
   }
+  const { outcomes, connections, elapsedMs } = burst;
+  const idle: RequestOutcome = burst.idle ?? { kind: "other", ms: Number.NaN, detail: "the client sent no idle request" };
+  const refused = outcomesOf(outcomes, "refused");
+  const served = outcomesOf(outcomes, "served");
+  const others = outcomesOf(outcomes, "other");
+  const retryAfters = refused.flatMap((outcome) => (outcome.retryAfterSeconds === undefined ? [] : [outcome.retryAfterSeconds]));
+  progress(`overload flood: ${served.length} served, ${refused.length} refused, ${others.length} other errors, ${outcomesOf(outcomes, "hang").length} hangs`);
+
+  const echo = await startServerProcess(ECHO_SERVER, { args: ["--stack", "bare", "--payload", "refuse"] });
+  let bareBurst: BurstOutcome;
+  try {
+    bareBurst = await runClientBurst(clientPlan, echo.urls.http1, false, async () => {
+      progress(`overload flood: bare baseline, ${plan.requests} connections open`);
+    });
+  } finally {
+    await echo.stop();
+  }
+  const bareRefused = outcomesOf(bareBurst.outcomes, "refused");
+  const bare = { refusalMs: summarize(bareRefused.map((outcome) => outcome.ms)), refused: bareRefused.length };
+  const bareOthers = outcomesOf(bareBurst.outcomes, "other");
+  progress(
+    `overload flood: bare baseline ${bare.refused} refused, ${bareOthers.length} other errors${bareOthers.length > 0 ? ` (first: ${bareOthers[0].detail})` : ""}, ` +
+      `${outcomesOf(bareBurst.outcomes, "hang").length} hangs; refusal p95 ${bare.refusalMs.p95.toFixed(1)} ms`,
+  );
+
+  const measured: Omit<OverloadFloodResult, "misses"> = {
+    options: plan,
+    dimensions: manifest.dimensions,
+    idle,
+    connections,
+    elapsedMs,
+    served: served.length,
+    refused: refused.length,
+    otherErrors: others.length,
+    ...(others.length > 0 ? { firstOtherError: others[0].detail } : {}),
+    hangs: outcomesOf(outcomes, "hang").length,
+    refusalMs: summarize(refused.map((outcome) => outcome.ms)),
+    servedMs: summarize(served.map((outcome) => outcome.ms)),
+    retryAfterSeconds: retryAfters.length > 0 ? { min: Math.min(...retryAfters), max: Math.max(...retryAfters) } : { min: Number.NaN, max: Number.NaN },
+    everyRefusalHadRetryAfter: retryAfters.length === refused.length,
+    everyServedAnswerComplete: served.every((outcome) => outcome.complete),
+    server: serverStats,
+    bare,
+  };
+  return { ...measured, misses: findMisses(measured) };
 }
 
 /** The overload flood's markdown section: a table of what the client saw and the server measured, and a verdict against the targets. */
@@ -358,7 +422,9 @@ export function formatOverloadFlood(result: OverloadFloodResult): string {
     `## Overload flood (SUTRA_MAX_QUEUE=${maxQueue}, ${requests} concurrent ${textsPerRequest}-text REST requests)`,
     "",
     `The service in a child process (cache off); the client in another, one HTTP/1.1 keep-alive connection per request, opened beforehand; ` +
-      `every text distinct. Latencies from the client, request written to answer read.`,
+      `every text distinct. Latencies from the client, request written to answer read. ` +
+      `Baseline: the same burst from the same client code against a bare node:http server that answers every request at once ` +
+      `with the same 429 OVERLOADED, without reading the body: the floor of refusal latency through this client on this machine.`,
     "",
     "| measure | value | target |",
     "|---|---|---|",
@@ -368,12 +434,17 @@ export function formatOverloadFlood(result: OverloadFloodResult): string {
     `| other errors | ${result.otherErrors}${result.firstOtherError ? ` (first: ${result.firstOtherError})` : ""} | 0 |`,
     `| hangs (no answer within ${OVERLOAD_FLOOD_TARGETS.answerTimeoutMs / 1000} s) | ${result.hangs} | 0 |`,
     `| refusal latency p50 / p95 / max | ${ms(result.refusalMs.p50)} / ${ms(result.refusalMs.p95)} / ${ms(result.refusalMs.max)} | p95 <= ${OVERLOAD_FLOOD_TARGETS.refusalP95Ms} ms |`,
+    `| bare node:http server refusing every request at once (same client): p50 / p95 / max | ` +
+      `${ms(result.bare.refusalMs.p50)} / ${ms(result.bare.refusalMs.p95)} / ${ms(result.bare.refusalMs.max)} (${result.bare.refused} of ${requests} refused) | baseline |`,
     `| served latency p50 / p95 | ${ms(result.servedMs.p50)} / ${ms(result.servedMs.p95)} | |`,
     `| every refusal had a Retry-After | ${yesNo(result.everyRefusalHadRetryAfter)} (${result.retryAfterSeconds.min}-${result.retryAfterSeconds.max} s) | yes |`,
     `| every served answer had ${textsPerRequest} vectors of ${result.dimensions} numbers | ${yesNo(result.everyServedAnswerComplete)} | yes |`,
     `| ${textsPerRequest}-text request on the idle server (bound ${maxQueue}) | ${result.idle.kind}${result.idle.complete ? ", whole" : ""} in ${ms(result.idle.ms)} | served |`,
     `| server during the burst | event-loop delay p99 ${ms(result.server.loopP99Ms)}, max ${ms(result.server.loopMaxMs)}; main thread ${(result.server.mainThreadUtilization * 100).toFixed(0)}% busy; ` +
       `CPU ${result.server.cpuMs.toFixed(0)} ms; ${batches} inference batches of ${meanBatch.toFixed(1)} texts on average | |`,
+    "",
+    `The service's refusal p95 is ${(result.refusalMs.p95 / result.bare.refusalMs.p95).toFixed(2)}x the bare server's ` +
+      `(${ms(result.refusalMs.p95)} vs ${ms(result.bare.refusalMs.p95)}).`,
     "",
     verdict,
     "",

@@ -3,7 +3,7 @@ import { createContextValues } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { AccessControl, AccessLevel } from "../admission/access-control.js";
 import { EmbedderError } from "../domain/errors.js";
-import type { Principal } from "../domain/types.js";
+import type { EmbedRequest, Principal } from "../domain/types.js";
 import type { FailureCounter } from "../observability/count-failure.js";
 import type { Metrics } from "../observability/metrics.js";
 import { accessOfRpc, principalKey } from "./access-policy.js";
@@ -14,6 +14,7 @@ import { matchPathTemplate, parsePathTemplate, type PathTemplate } from "./rest/
 import { readJsonRequest } from "./rest/read-json-request.js";
 import { findRoute, SEED_PATH_PREFIX } from "./rest/route-table.js";
 import { logEmbedderError } from "./to-connect-error.js";
+import { admissionKey } from "./request-context.js";
 import { writeRestError } from "./rest/write-rest-error.js";
 
 /** One request to a hand-written HTTP route. */
@@ -73,7 +74,9 @@ interface CompiledRoute {
  * debug access-log line (request id, principal, route, status, duration).
  * A 401 carries `WWW-Authenticate`.
  */
-export function createHttpHandler(options: HttpHandlerOptions): (request: NodeRequest, response: NodeResponse, requestId: string) => Promise<void> {
+export function createHttpHandler(
+  options: HttpHandlerOptions,
+): (request: NodeRequest, response: NodeResponse, requestId: string, admission?: EmbedRequest["admission"]) => Promise<void> {
   const compiled: CompiledRoute[] = options.routes.flatMap((route) =>
     (route.path.startsWith("/v1/") ? [route.path, SEED_PATH_PREFIX + route.path] : [route.path]).map((path) => ({
       route,
@@ -82,7 +85,7 @@ export function createHttpHandler(options: HttpHandlerOptions): (request: NodeRe
   );
   const wwwAuthenticate = options.access.authenticator.mode === "jwt" ? 'Bearer realm="sutra"' : 'Bearer realm="sutra", ApiKey header="X-API-Key"';
 
-  return async (request, response, requestId) => {
+  return async (request, response, requestId, admission) => {
     const started = performance.now();
     const httpMethod = request.method ?? "GET";
     const url = new URL(request.url ?? "/", "http://localhost");
@@ -120,7 +123,7 @@ export function createHttpHandler(options: HttpHandlerOptions): (request: NodeRe
       return;
     }
     if (own === undefined) {
-      await options.rest.serve({ request, response, requestId, url, match: rest, values: createContextValues().set(principalKey, principal) });
+      await options.rest.serve({ request, response, requestId, url, match: rest, values: createContextValues().set(principalKey, principal).set(admissionKey, admission) });
       return;
     }
     try {

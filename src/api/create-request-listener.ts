@@ -6,7 +6,7 @@ import { createServiceImplSpec } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { AccessControl } from "../admission/access-control.js";
 import type { JobService } from "../domain/jobs.js";
-import type { Embedder } from "../domain/types.js";
+import type { EmbedRequest, Embedder } from "../domain/types.js";
 import type { FailureCounter } from "../observability/count-failure.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { StreamSessions } from "../streaming/create-stream-sessions.js";
@@ -161,22 +161,22 @@ export function createRequestListener(options: RequestListenerOptions): NodeRequ
   /**
    * A REST embedding request is admitted before anything else is done with it (Embedder.reserve):
    * under a burst on a full queue, the refusal costs no body read, no parsing and no access
-   * check, so it comes at once. An admitted request holds its place until its body is read.
+   * check, so it comes at once. An admitted request holds its place until its texts are queued
+   * (the engine releases it) or its answer ends.
    */
-  const refusedEarly = (request: NodeRequest, response: NodeResponse, requestId: string): boolean => {
-    if (request.method !== "POST" || !QUEUEING_REST_PATHS.has(request.url ?? "")) return false;
+  const admitEarly = (request: NodeRequest, response: NodeResponse, requestId: string): EmbedRequest["admission"] | "refused" => {
+    if (request.method !== "POST" || !QUEUEING_REST_PATHS.has(request.url ?? "")) return undefined;
     const admission = options.embedder.reserve?.();
-    if (admission === undefined) return false;
+    if (admission === undefined) return undefined;
     if ("release" in admission) {
-      request.once("end", admission.release);
       response.once("close", admission.release);
-      return false;
+      return admission;
     }
     const started = performance.now();
     response.once("close", () => options.metrics.recordRequest("http", `POST ${request.url}`, String(response.statusCode), (performance.now() - started) / 1000));
     request.resume();
     writeRestError(response, admission.refused, requestId);
-    return true;
+    return "refused";
   };
   const early = createEarlyGrpcAdmission({
     procedures: new Set([EmbedderService, Health, ServerReflectionV1, ServerReflectionV1alpha].flatMap((service) => service.methods.map((method) => `${service.typeName}/${method.name}`))),
@@ -191,15 +191,16 @@ export function createRequestListener(options: RequestListenerOptions): NodeRequ
     const requestId = resolveRequestId(request.headers[REQUEST_ID_HEADER]);
     response.setHeader(REQUEST_ID_HEADER, requestId);
     if (options.cors(request, response)) return;
-    if (refusedEarly(request, response, requestId)) return;
+    const reserved = admitEarly(request, response, requestId);
+    if (reserved === "refused") return;
     // connect-node cannot take a request without a valid authority (it throws); the HTTP side refuses it.
     if (requestHostName(request) === undefined) {
-      void http(request, response, requestId);
+      void http(request, response, requestId, reserved);
       return;
     }
     const admission = early(request, requestId);
     if (admission === undefined) {
-      if (!connect(request, response, requestId)) void http(request, response, requestId);
+      if (!connect(request, response, requestId)) void http(request, response, requestId, reserved);
       return;
     }
     admission.then(

@@ -21,11 +21,19 @@ export function providerHeaders(run: Pick<RunInfo, "provider" | "fallbackFrom">)
 
 /**
  * Who sent a call and where it asked to go, as request fields: the principal
- * the access check admitted and the `x-provider` header (absent when not sent).
+ * the access check admitted, the `x-provider` header (absent when not sent) and
+ * the early admission the request holds (REST embedding routes).
  */
-export function callerOf(context: HandlerContext): Pick<EmbedRequest, "principal" | "provider"> {
-  return { principal: context.values.get(principalKey), provider: context.requestHeader.get(PROVIDER_HEADER) ?? undefined };
+export function callerOf(context: HandlerContext): Pick<EmbedRequest, "principal" | "provider" | "admission"> {
+  return {
+    principal: context.values.get(principalKey),
+    provider: context.requestHeader.get(PROVIDER_HEADER) ?? undefined,
+    admission: context.values.get(admissionKey),
+  };
 }
+
+/** Context value holding the early admission (Embedder.reserve) of a REST embedding request, when it has one. */
+export const admissionKey = createContextKey<EmbedRequest["admission"]>(undefined, { description: "sutra early admission" });
 
 /** Header that carries the request id in both directions. */
 export const REQUEST_ID_HEADER = "x-request-id";

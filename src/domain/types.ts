@@ -54,6 +54,8 @@ export interface EmbedRequest {
   allowCrossModelFallback: boolean;
   /** Provider named by the `x-provider` header (docs/PROVIDERS.md); a `provider:` prefix of `model` does the same. */
   provider?: string;
+  /** The place an early admission (Embedder.reserve) holds for this request, released once its texts are queued or it ends. */
+  admission?: { release(): void };
   user?: string;
   /** Who sent the request (set by the transport after authentication); rate limits and logs use it. */
   principal?: Principal;

@@ -176,12 +176,15 @@ export function createLocalEngine(deps: LocalEngineDeps): LocalEngine {
 
     const queued = performance.now();
     const key = `${modelFile}|${executionProviders.join(",")}`;
-    const { vectors, inferenceMs, executionProvider } = submitted.length === 0
-      ? { vectors: [], inferenceMs: 0, executionProvider: hits.find((hit) => hit)?.executionProvider ?? executionProviders[0] }
-      : await batcher.submit(
+    const submission = submitted.length === 0
+      ? Promise.resolve({ vectors: [], inferenceMs: 0, executionProvider: hits.find((hit) => hit)?.executionProvider ?? executionProviders[0] })
+      : batcher.submit(
         submitted.map((index) => ({ ...encodings[index], key })),
         { batchSizeCap: request.config.batchSize, signal, onItem: tellItem, priority: request.priority, context: { modelFile, manifest, tokenizer, executionProviders } },
       );
+    // Its texts are queued now (or refused): the place an early admission held is theirs.
+    request.admission?.release();
+    const { vectors, inferenceMs, executionProvider } = await submission;
     const queueMs = Math.max(0, performance.now() - queued - inferenceMs);
     if (!onItem) vectors.forEach((vector, slot) => remember(slot, vector, executionProvider));
     const computed = vectors.map(finish);

@@ -116,6 +116,7 @@ export function createFrontDoor(deps: FrontDoorDeps): FrontDoor {
       const atLimit = priority === "online" ? concurrencyRefusal() : undefined;
       if (atLimit !== undefined) throw atLimit;
     } catch (error) {
+      request.admission?.release();
       failures(error);
       throw error;
     }
@@ -134,6 +135,7 @@ export function createFrontDoor(deps: FrontDoorDeps): FrontDoor {
       failures(error);
       throw error;
     } finally {
+      request.admission?.release();
       inFlight[priority]--;
       if (inFlight.online + inFlight.background === 0) {
         for (const waiter of drainWaiters) waiter();

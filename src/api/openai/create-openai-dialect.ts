@@ -2,7 +2,7 @@ import type { Embedder } from "../../domain/types.js";
 import { EmbedderService } from "../../../gen/sutra/embedder/v1/embedder_pb.js";
 import { principalKey } from "../access-policy.js";
 import { sendJson } from "../node-types.js";
-import { answerHeaders, PROVIDER_HEADER } from "../request-context.js";
+import { admissionKey, answerHeaders, PROVIDER_HEADER } from "../request-context.js";
 import type { RestDialect } from "../rest/create-rest-handler.js";
 import { toOpenAiResponse } from "./openai-response.js";
 import { isOpenAiBody, parseOpenAiRequest } from "./parse-openai-request.js";
@@ -29,6 +29,7 @@ export function createOpenAiDialect(deps: OpenAiDialectDeps): RestDialect {
       const { request, encodingFormat } = await parseOpenAiRequest(body, requestId, values.get(principalKey));
       const provider = httpRequest.headers[PROVIDER_HEADER];
       if (typeof provider === "string") request.provider = provider;
+      request.admission = values.get(admissionKey);
       const clientGone = new AbortController();
       const onClose = (): void => {
         if (!response.writableFinished) clientGone.abort();
