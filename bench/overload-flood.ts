@@ -264,20 +264,9 @@ function nextMessage<Type extends ClientMessage["type"]>(child: ChildProcess, ty
   });
 }
 
-/**
- * Starts bench/service-server.ts with `SUTRA_MAX_QUEUE` set. startServerProcess takes no
- * environment of its own; fork copies this process's environment when it is called (before
- * startServerProcess first awaits), so the variable is set only around that call.
- */
+/** Starts bench/service-server.ts with `SUTRA_MAX_QUEUE` set. */
 function startBoundedService(maxQueue: number, cpuProfileDir: string | undefined): Promise<ServerProcess> {
-  const previous = process.env.SUTRA_MAX_QUEUE;
-  process.env.SUTRA_MAX_QUEUE = String(maxQueue);
-  try {
-    return startServerProcess(SERVICE_SERVER, { cpuProfileDir });
-  } finally {
-    if (previous === undefined) delete process.env.SUTRA_MAX_QUEUE;
-    else process.env.SUTRA_MAX_QUEUE = previous;
-  }
+  return startServerProcess(SERVICE_SERVER, { cpuProfileDir, env: { SUTRA_MAX_QUEUE: String(maxQueue) } });
 }
 
 const summarize = (values: number[]): LatencySummary => ({

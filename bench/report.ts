@@ -6,6 +6,7 @@
  */
 import type { FloodResult } from "./flood.js";
 import type { OverloadFloodResult } from "./overload-flood.js";
+import type { SweepResult } from "./sweep.js";
 import type { SoakResult } from "./soak.js";
 import type { Corpus, CorpusName } from "./corpora.js";
 import type { LimitResult, LimitSetting } from "./inference-limit.js";
@@ -61,6 +62,7 @@ export interface BenchResults {
   peer?: PeerResult;
   flood?: FloodResult;
   overload?: OverloadFloodResult;
+  sweep?: SweepResult;
   soak?: SoakResult;
 }
 

@@ -19,7 +19,9 @@
  *    health calls during the flood and the server's heap before and after (bench/flood.ts).
  * 7. `overload`: SUTRA_MAX_QUEUE=8 and 300 concurrent 32-text REST requests from another
  *    process: who is served, who is refused OVERLOADED and how fast (bench/overload-flood.ts).
- * 8. `soak` (only when named in `--phases`): minutes of steady mixed-transport load,
+ * 8. `sweep` (only when named in `--phases`): the engine settings grid (workers x intra-op
+ *    threads, token budget, batch size) on USE-Lite and the MiniLM-shaped model (bench/sweep.ts).
+ * 9. `soak` (only when named in `--phases`): minutes of steady mixed-transport load,
  *    the server's RSS after each slice (bench/soak.ts).
  *
  * Phases 1 and 2 run first. Phases 3 and 4 run in rounds (`--runs`, default 3): each
@@ -30,14 +32,14 @@
  * of 32 and 64); later rounds measure the best one again.
  *
  * Options: `--quick` (one round of 1-second runs, shorter limits, a smaller flood),
- * `--phases model,reference,limits,service,peer,flood,overload,soak` (default: all but soak),
+ * `--phases model,reference,limits,service,peer,flood,overload,sweep,soak` (default: all but sweep and soak),
  * `--transports grpc,connect-json,rest`, `--workloads short,passages`, `--concurrency 1,8,64`,
  * `--runs N` (rounds), `--duration S` (seconds a run keeps sending), `--limit-seconds S` (per A setting),
  * `--precision-runs N`, `--reference-runs N`, `--reference-batches N`,
  * `--echo-payload embedding,small` (E's answer: "embedding", a 512-float vector, is E; "small" adds a row per transport),
  * `--cpu-prof DIR` (the service child writes a .cpuprofile per thread there), `--json FILE` (raw results),
  * `--flood-streams N` (20000), `--flood-connections N` (20), `--flood-pings N` (400: WebSocket get_state requests), `--flood-ping-bytes N` (262144: their id size),
- * `--soak-minutes M` (10), `--soak-clients N` (64), `--client-nice N` (10: the load clients' niceness
+ * `--sweep-runs N` (1), `--sweep-seconds S` (8), `--soak-minutes M` (10), `--soak-clients N` (64), `--client-nice N` (10: the load clients' niceness
  * while a cell runs, see asRemoteClients; 0 = the clients compete with the server as equals).
  */
 import { writeFileSync } from "node:fs";
@@ -57,12 +59,13 @@ import { formatReport, type BenchPlan, type BenchResults, type EchoPayload } fro
 import { startServerProcess } from "./server-process.js";
 import { createLoadTarget, summarizeRuns, WORKLOADS, type CellKey, type CellRun, type LoadTarget, type WorkloadName } from "./service-load.js";
 import { formatSoakReport, runSoak } from "./soak.js";
+import { formatSweep, runSweep } from "./sweep.js";
 import { setThreadNiceness } from "../src/inference/thread-niceness.js";
 
-const PHASES = ["model", "reference", "limits", "service", "peer", "flood", "overload", "soak"] as const;
+const PHASES = ["model", "reference", "limits", "service", "peer", "flood", "overload", "sweep", "soak"] as const;
 type Phase = (typeof PHASES)[number];
 /** Phases run when `--phases` is not given: the soak takes minutes and runs only when asked for. */
-const DEFAULT_PHASES: readonly Phase[] = PHASES.filter((phase) => phase !== "soak");
+const DEFAULT_PHASES: readonly Phase[] = PHASES.filter((phase) => phase !== "soak" && phase !== "sweep");
 
 const { values } = parseArgs({
   options: {
@@ -84,6 +87,8 @@ const { values } = parseArgs({
     "flood-connections": { type: "string" },
     "flood-pings": { type: "string" },
     "flood-ping-bytes": { type: "string" },
+    "sweep-runs": { type: "string" },
+    "sweep-seconds": { type: "string" },
     "soak-minutes": { type: "string" },
     "soak-clients": { type: "string" },
     "client-nice": { type: "string" },
@@ -297,6 +302,11 @@ if (phases.has("overload")) {
   const overload = await runOverloadFlood({ ...OVERLOAD_FLOOD_DEFAULTS, cpuProfileDir: values["cpu-prof"], progress });
   results.overload = overload;
   extraSections.push(formatOverloadFlood(overload));
+}
+if (phases.has("sweep")) {
+  const sweep = await runSweep({ runs: numberOption("sweep-runs", 1, 1), seconds: numberOption("sweep-seconds", 8, 3), progress });
+  results.sweep = sweep;
+  extraSections.push(formatSweep(sweep));
 }
 if (phases.has("soak")) {
   const minutes = numberOption("soak-minutes", 10, 1);

@@ -85,6 +85,8 @@ export interface ServerProcessOptions {
   cpuProfileDir?: string;
   /** Runs the child with `--expose-gc`, so {@link ServerProcess.memory} can collect before reading. */
   exposeGc?: boolean;
+  /** Environment variables added to this process's for the child (e.g. `sutra serve` settings). */
+  env?: Record<string, string>;
 }
 
 function nextMessage<Type extends ChildMessage["type"]>(child: ChildProcess, type: Type): Promise<Extract<ChildMessage, { type: Type }>> {
@@ -117,6 +119,7 @@ export async function startServerProcess(script: URL, options: ServerProcessOpti
   const child = fork(script, options.args ?? [], {
     execArgv: [...profiling, ...(options.exposeGc ? ["--expose-gc"] : []), "--import", "tsx"],
     stdio: ["ignore", "ignore", "inherit", "ipc"],
+    env: { ...process.env, ...options.env },
   });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const send = (message: ParentMessage) => child.send(message);

@@ -31,8 +31,8 @@ export interface InferenceBatcherDeps {
 }
 
 /**
- * Padded batch lengths are multiples of this many tokens, and a lone text runs as two rows
- * (itself twice): ONNX Runtime's vectorised sums (softmax, pooling) add a row's values in an
+ * Padded batch lengths are multiples of this many tokens, and a lone text runs with a second row
+ * (its first token alone, discarded): ONNX Runtime's vectorised sums (softmax, pooling) add a row's values in an
  * order that depends on the padded length's remainder modulo the vector width, and a batch of
  * one row takes other reduction kernels than a batch of several. Either moves a vector in its
  * last bits, which int8 activation quantization can turn into 1e-4; aligned this way, a text
@@ -68,7 +68,7 @@ export function createInferenceBatcher(deps: InferenceBatcherDeps): Batcher<Queu
     maxQueue: deps.maxQueue,
     onCancelled: (items) => metrics.cancelledTextsTotal.inc(items),
     async run({ items, context }) {
-      const padded = context.tokenizer.pad(items.length === 1 ? [items[0], items[0]] : items, SEQUENCE_ALIGNMENT);
+      const padded = context.tokenizer.pad(items.length === 1 ? [items[0], { ...items[0], ids: items[0].ids.subarray(0, 1) }] : items, SEQUENCE_ALIGNMENT);
       const dims = [padded.batchSize, padded.sequenceLength];
       let contentTokens = 0;
       for (const item of items) contentTokens += item.ids.length;
