@@ -69,6 +69,7 @@ export interface SweepCell {
   meanBatch: number;
   paddingShare: number;
   errors: number;
+  firstError?: string;
   roundTextsPerSecond: number[];
 }
 
@@ -83,13 +84,15 @@ export interface SweepResult {
 export async function runSweep(options: { runs: number; seconds: number; progress: (message: string) => void }): Promise<SweepResult> {
   const { runs, seconds, progress } = options;
   const texts = mixedTexts();
-  const { dir } = await writeMiniLmShapedModel(join(tmpdir(), "sutra-bench-peer"), texts);
+  // The peer phase's models folder (the MiniLM-shaped model is built there when missing).
+  const modelsDir = join(tmpdir(), "sutra-bench-peer");
+  await writeMiniLmShapedModel(modelsDir, texts);
   const sources: Record<SweepWorkload["id"], CorpusText[]> = {
     "use-lite-passages": readCorpusTexts("passages").map((text) => ({ text, tokens: 0 })),
     "use-lite-short": readCorpusTexts("queries").map((text) => ({ text, tokens: 0 })),
     "minilm-mixed": texts.map((text) => ({ text, tokens: Math.min(256, bertTokenCount(text)) })),
   };
-  const measured = new Map<string, Array<{ textsPerSecond: number; batches: number; texts: number; content: number; padding: number; errors: number }>>();
+  const measured = new Map<string, Array<{ textsPerSecond: number; batches: number; texts: number; content: number; padding: number; errors: number; firstError?: string }>>();
   for (let round = 0; round < runs; round++) {
     for (const setting of SWEEP_GRID) {
       for (const model of ["use-lite", "minilm"] as const) {
@@ -100,7 +103,7 @@ export async function runSweep(options: { runs: number; seconds: number; progres
           SUTRA_MAX_BATCH_SIZE: String(setting.maxBatchSize),
           ...(model === "minilm" ? { SUTRA_DEFAULT_MODEL: "minilm-shaped" } : {}),
         };
-        const server = await startServerProcess(SERVICE_SERVER, { env, args: model === "minilm" ? ["--models-dir", dir] : [] });
+        const server = await startServerProcess(SERVICE_SERVER, { env, args: model === "minilm" ? ["--models-dir", modelsDir] : [] });
         const client = createLoadClient("rest", server.urls);
         try {
           for (const workload of WORKLOADS.filter((candidate) => candidate.model === model)) {
@@ -124,6 +127,7 @@ export async function runSweep(options: { runs: number; seconds: number; progres
               content: counters.contentTokens ?? 0,
               padding: counters.paddingTokens ?? 0,
               errors: run.errors,
+              firstError: run.firstError,
             }]);
             progress(`sweep round ${round + 1}: ${describe(setting)} ${workload.id}: ${run.textsPerSecond.toFixed(0)} texts/s`);
           }
@@ -144,6 +148,7 @@ export async function runSweep(options: { runs: number; seconds: number; progres
       meanBatch: sum((entry) => entry.texts) / sum((entry) => entry.batches),
       paddingShare: sum((entry) => entry.padding) / (sum((entry) => entry.content) + sum((entry) => entry.padding)),
       errors: sum((entry) => entry.errors),
+      firstError: rounds.find((entry) => entry.firstError)?.firstError,
       roundTextsPerSecond: rounds.map((entry) => entry.textsPerSecond),
     };
   }));
@@ -165,7 +170,7 @@ export function formatSweep(result: SweepResult): string {
       const cell = result.cells.find((candidate) => candidate.setting === setting && candidate.workload === workload.id)!;
       const rate = cell.textsPerSecond.toFixed(0);
       const shown = cell.textsPerSecond === best.get(workload.id) ? `**${rate}**` : rate;
-      return `${shown} (batch ${cell.meanBatch.toFixed(1)}, ${(cell.paddingShare * 100).toFixed(0)}% padding${cell.errors > 0 ? `, ${cell.errors} errors` : ""})`;
+      return `${shown} (batch ${cell.meanBatch.toFixed(1)}, ${(cell.paddingShare * 100).toFixed(0)}% padding${cell.errors > 0 ? `, ${cell.errors} errors, first: ${cell.firstError}` : ""})`;
     });
     return `| ${setting.workers} x ${setting.intraOpThreads} | ${setting.tokenBudget} | ${setting.maxBatchSize} | ${cellsOf.join(" | ")} |`;
   });
