@@ -102,6 +102,21 @@ const until = async (check: () => boolean, timeoutMs = 10_000) => {
 };
 
 describe("job service", () => {
+  it("counts in dispatched_chunks only batches inference received: a job whose every batch is refused (OVERLOADED) fails with 0 dispatched", async () => {
+    const store = openJobStore({ dataDir: folder() });
+    const refusals = Array.from({ length: 6 }, () => new EmbedderError("OVERLOADED", "the server is at capacity; retry shortly", { retryAfterMs: 1 }));
+    const fake = controlledEmbedder({ autoRelease: true, failures: refusals });
+    const jobs = service(store, fake.embedder);
+    jobs.start();
+    const job = await jobs.create({ requestId: "r", documents: [{ id: "a", text: text(100) }], options, chunking: { chunkSize: 32, chunkOverlap: 0 } });
+    await until(() => jobs.get(job.id).status !== "running" && jobs.get(job.id).status !== "queued", 30_000);
+    expect(jobs.get(job.id)).toMatchObject({ status: "failed", dispatchedChunks: 0, completedChunks: 0 });
+    expect(jobs.get(job.id).error?.code).toBe("OVERLOADED");
+    expect(fake.requests).toHaveLength(6);
+    await jobs.stop();
+    jobs.close();
+  }, 40_000);
+
   it("hands inference one batch of chunks at a time, at background priority, and commits each batch", async () => {
     const store = openJobStore({ dataDir: folder() });
     const fake = controlledEmbedder();
