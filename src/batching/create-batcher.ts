@@ -176,7 +176,8 @@ export function createBatcher<Item extends BatchItem, Context>(options: BatcherO
     const background = backgroundQueued === queue.length;
     if (background && backgroundInFlight >= maxBackgroundInFlight) return undefined;
     const eligible = background ? queue : queue.filter((entry) => !entry.request.background);
-    const oldest = eligible.reduce((first, entry) => (entry.order < first.order ? entry : first));
+    // The queue is in arrival order (pushed in order, filtered in place), so its first item is the oldest.
+    const oldest = eligible[0];
     const chosen = packBatch(eligible, options, oldest.passedOver >= maxPassOvers);
     const taken = new Set(chosen);
     if (!taken.has(oldest)) oldest.passedOver++;

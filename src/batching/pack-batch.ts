@@ -57,7 +57,7 @@ const LOOKAHEAD_BATCHES = 16;
  */
 export function packBatch<Entry extends PackableEntry>(eligible: Entry[], limits: PackLimits, forceOldest = false): Entry[] {
   const considered = eligible.slice(0, LOOKAHEAD_BATCHES * limits.maxBatchSize);
-  const oldest = considered.reduce((best, entry) => (entry.order < best.order ? entry : best));
+  const oldest = considered[0];
   const groups = new Map<string, Entry[]>();
   for (const entry of considered) {
     const group = groups.get(entry.item.key);
